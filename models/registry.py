@@ -1,0 +1,8 @@
+"""The model layer's registries: networks and whole models are picked by name from these tables."""
+
+from synth.registry import Registry
+
+GENERATORS = Registry("generator (--netG)")
+DISCRIMINATORS = Registry("discriminator (--netD)")
+ENCODERS = Registry("encoder (--netE)")
+MODELS = Registry("model (--model)")
