@@ -1,0 +1,11 @@
+"""Command-line flags (pix2pixHD's names), YAML config layering and the saved ``opt.yaml``."""
+
+from options.flags import ARCHITECTURE_KEYS
+from options.parse import (
+    options_to_dict,
+    parse_test_options,
+    parse_train_options,
+    save_options,
+)
+
+__all__ = ["ARCHITECTURE_KEYS", "options_to_dict", "parse_test_options", "parse_train_options", "save_options"]

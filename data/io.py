@@ -1,0 +1,65 @@
+"""Reading label maps, instance maps and photos from disk into numpy arrays.
+
+Every failure (missing, unreadable, truncated, wrong number of channels) becomes a one-line DataError naming the file.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+import numpy as np
+from PIL import Image
+
+from synth.errors import DataError
+
+# PIL modes whose pixels are already single-channel integer ids (P: palette indices are the ids).
+_ID_MODES = ("1", "L", "P", "I")
+
+
+def _load(path: str | PathLike[str]) -> Image.Image:
+    """Open and fully decode an image file, so that damaged files fail here and not later."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy() if img.mode != "P" else img.copy()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected an image file") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"{path}: cannot be read as an image ({reason})") from None
+
+
+def _read_id_map(path: str | PathLike[str], what: str) -> np.ndarray:
+    """A single-channel map of integer ids as an (H, W) int64 array."""
+    img = _load(path)
+    bands = len(img.getbands())
+    if bands != 1:
+        raise DataError(
+            f"{path}: {what} has {bands} channels (mode {img.mode}); a single-channel map of ids is expected "
+            "(8- or 16-bit grayscale or palette PNG, not a colour visualisation)"
+        )
+    if img.mode == "F":
+        raise DataError(f"{path}: {what} holds floating-point values; a map of integer ids is expected")
+    if not (img.mode in _ID_MODES or img.mode.startswith("I;")):
+        img = img.convert("I")
+    return np.asarray(img).astype(np.int64)
+
+
+def read_label(path: str | PathLike[str]) -> np.ndarray:
+    """The class-id map stored at ``path`` as an (H, W) int64 array (palette images give their indices)."""
+    return _read_id_map(path, "label map")
+
+
+def read_instance(path: str | PathLike[str]) -> np.ndarray:
+    """The instance-id map at ``path`` (e.g. Cityscapes' 16-bit ``class*1000+k`` ids) as an (H, W) int64 array."""
+    return _read_id_map(path, "instance map")
+
+
+def read_image(path: str | PathLike[str]) -> np.ndarray:
+    """The photo at ``path`` as an (H, W, 3) uint8 RGB array; grayscale, palette and RGBA files are converted."""
+    img = _load(path)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8).copy()

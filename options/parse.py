@@ -1,0 +1,154 @@
+"""Option parsing: built-in defaults < ``--config`` YAML < command line, then checks and derived values.
+
+The merged options are an ``argparse.Namespace``; ``opt.explicit`` holds the flags typed on the command line
+(or set in the YAML), so a checkpoint's architecture can be compared with what the user actually asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from options.flags import add_base_options, add_test_options, add_train_options
+from synth.atomic import atomic_write_text
+from synth.errors import OptionError
+
+#: Keys of the Namespace that are derived here and are not flags.
+DERIVED_KEYS = ("isTrain", "explicit", "size_multiple")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors become OptionError (one line, no usage dump, no SystemExit from library code)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise OptionError(message)
+
+
+def build_parser(is_train: bool) -> argparse.ArgumentParser:
+    """The full flag set for training (``is_train``) or inference."""
+    parser = _Parser(
+        prog="synth-train" if is_train else "synth-test",
+        description="Train a layout-to-image model." if is_train else "Synthesize images from label maps.",
+    )
+    add_base_options(parser)
+    (add_train_options if is_train else add_test_options)(parser)
+    return parser
+
+
+def _flag_names(argv: list[str]) -> set[str]:
+    """Destinations of the flags present in argv (``--ngf 32`` and ``--ngf=32`` alike)."""
+    return {tok[2:].split("=", 1)[0] for tok in argv if tok.startswith("--")}
+
+
+def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Read a YAML config (safe_load) whose keys must all be flags of ``parser``; values typed like the flag."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise OptionError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise OptionError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise OptionError(f"{path}: a config file must be a mapping of flag names to values")
+    actions = {a.dest: a for a in parser._actions}
+    values = {}
+    for key, value in data.items():
+        action = actions.get(key)
+        if action is None or key in ("help", "config"):
+            raise OptionError(f"{path}: '{key}' is not a flag of {parser.prog}")
+        values[key] = _typed_value(path, action, value)
+    return values
+
+
+def _typed_value(path: str, action: argparse.Action, value: Any) -> Any:
+    """Convert a YAML value as argparse would convert the flag's text, and check its choices."""
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise OptionError(f"{path}: '{action.dest}' takes true or false, not {value!r}")
+        return value
+    if value is not None and action.type is not None and not isinstance(value, bool):
+        try:
+            value = action.type(value)
+        except (TypeError, ValueError):
+            raise OptionError(f"{path}: '{action.dest}' must be {action.type.__name__}, not {value!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise OptionError(f"{path}: '{action.dest}' must be one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
+    """Parse argv with YAML layering and checks; sets ``isTrain`` and ``explicit``."""
+    argv = list(argv) if argv is not None else []
+    parser = build_parser(is_train)
+    first = parser.parse_args(argv)
+    explicit = _flag_names(argv)
+    if first.config:
+        config = load_yaml_config(first.config, parser)
+        parser.set_defaults(**config)
+        explicit |= set(config)
+    opt = parser.parse_args(argv)
+    opt.isTrain = is_train
+    opt.explicit = sorted(explicit - {"config"})
+    _check_and_derive(opt)
+    return opt
+
+
+def _check_and_derive(opt: argparse.Namespace) -> None:
+    """Range checks that argparse cannot express, and pix2pixHD spellings folded into ours."""
+    positive = ["batchSize", "loadSize", "fineSize", "ngf", "ndf", "num_D", "n_layers_D", "output_nc"]
+    for key in positive:
+        if getattr(opt, key) < 1:
+            raise OptionError(f"--{key} must be at least 1, got {getattr(opt, key)}")
+    for key in ("label_nc", "n_blocks_global", "n_blocks_local", "n_local_enhancers", "nThreads", "seed"):
+        if getattr(opt, key) < 0:
+            raise OptionError(f"--{key} must not be negative, got {getattr(opt, key)}")
+    if opt.label_nc == 0 and opt.contain_dontcare_label:
+        raise OptionError("--contain_dontcare_label needs --label_nc > 0")
+    if opt.isTrain:
+        if opt.no_lsgan:
+            opt.gan_mode = "vanilla"
+        if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
+            raise OptionError("--niter + --niter_decay must be at least 1 epoch")
+    opt.device = resolve_device_name(opt.device, opt.gpu_ids)
+    if opt.amp == "fp16" and not opt.device.startswith("cuda"):
+        raise OptionError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+
+
+def resolve_device_name(device: str, gpu_ids: str | None) -> str:
+    """'auto' -> cuda when available else cpu; pix2pixHD's ``--gpu_ids -1`` means the CPU."""
+    import torch
+
+    if gpu_ids is not None:
+        first = gpu_ids.split(",")[0].strip()
+        device = "cpu" if first in ("", "-1") else f"cuda:{first}"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError(f"--device {device} asked for, but no CUDA device is available (use --device cpu)")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise OptionError(f"--device must be auto, cpu, cuda or cuda:N, not '{device}'")
+    return device
+
+
+def options_to_dict(opt: argparse.Namespace) -> dict[str, Any]:
+    """Plain, YAML- and checkpoint-safe dict of the flags (derived keys dropped)."""
+    return {k: v for k, v in sorted(vars(opt).items()) if k not in DERIVED_KEYS}
+
+
+def save_options(opt: argparse.Namespace, path: str | Path) -> None:
+    """Write the effective options as YAML, atomically (a crash never leaves half a file)."""
+    atomic_write_text(path, yaml.safe_dump(options_to_dict(opt), sort_keys=True))
+
+
+def parse_train_options(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options for ``train.py``."""
+    return parse_options(argv, is_train=True)
+
+
+def parse_test_options(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options for ``test.py``."""
+    return parse_options(argv, is_train=False)
