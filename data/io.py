@@ -21,7 +21,7 @@ def _load(path: str | PathLike[str]) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy() if img.mode != "P" else img.copy()
+            return img
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:

@@ -1,0 +1,57 @@
+"""The contract between a model (which computes losses) and the trainer (which owns optimizers and updates).
+
+A new model subclasses ``LayoutModel``, registers itself with ``@MODELS.register("name")`` and implements:
+
+- ``__init__(opt, for_training)``: build the networks as attributes (``netG`` always; discriminators and loss
+  modules only ``for_training``);
+- ``encode_input(batch) -> (semantics, real_image or None)``: the dataset's dict of tensors -> network input;
+- ``forward(semantics) -> image``: the generator alone, used at inference;
+- ``compute_losses(batch) -> StepOutput``: named generator and discriminator loss terms for one batch, whose
+  sums are what the trainer back-propagates (weights already applied), plus the generated image for visuals;
+- ``networks() -> dict[str, nn.Module]``: every network to checkpoint, by name;
+- ``generator_parameters(epoch)`` / ``discriminator_parameters()``: what each optimizer updates.
+
+Models never own optimizers, schedules, scalers, devices or files.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    """Loss terms of one batch: ``g_losses`` sum to the generator objective, ``d_losses`` to the discriminator's."""
+
+    g_losses: dict[str, torch.Tensor]
+    d_losses: dict[str, torch.Tensor]
+    fake: torch.Tensor
+
+
+class LayoutModel(nn.Module):
+    """Base class of every layout-to-image model; see the module docstring for what a subclass implements."""
+
+    def __init__(self, opt: argparse.Namespace, for_training: bool) -> None:
+        super().__init__()
+        self.opt = opt
+        self.for_training = for_training
+
+    def encode_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def compute_losses(self, batch: dict) -> StepOutput:
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
+        raise NotImplementedError
+
+    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        raise NotImplementedError

@@ -1,0 +1,65 @@
+"""Building blocks shared by the generators: residual block and the down/up-sampling stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from models.networks.norm import norm_layer
+
+NormFactory = Callable[[int], nn.Module]
+
+
+class ResnetBlock(nn.Module):
+    """pix2pixHD residual block: x + [pad, conv3, norm, relu, pad, conv3, norm](x), at constant width."""
+
+    def __init__(self, dim: int, norm: str = "instance") -> None:
+        super().__init__()
+        make_norm = norm_layer(norm)
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3),
+            make_norm(dim),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, kernel_size=3),
+            make_norm(dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def input_stem(in_channels: int, out_channels: int, make_norm: NormFactory) -> nn.Sequential:
+    """The 7x7 reflection-padded input convolution: pad, conv7, norm, relu."""
+    return nn.Sequential(
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(in_channels, out_channels, kernel_size=7),
+        make_norm(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def downsample_stage(channels: int, make_norm: NormFactory) -> nn.Sequential:
+    """Halve the resolution and double the width: conv3 stride 2, norm, relu."""
+    return nn.Sequential(
+        nn.Conv2d(channels, channels * 2, kernel_size=3, stride=2, padding=1),
+        make_norm(channels * 2),
+        nn.ReLU(inplace=True),
+    )
+
+
+def upsample_stage(channels: int, make_norm: NormFactory) -> nn.Sequential:
+    """Double the resolution and halve the width: transposed conv3 stride 2, norm, relu."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1, output_padding=1),
+        make_norm(channels // 2),
+        nn.ReLU(inplace=True),
+    )
+
+
+def output_head(in_channels: int, out_channels: int) -> nn.Sequential:
+    """The image head: pad, conv7, tanh, so outputs lie in [-1, 1]."""
+    return nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, out_channels, kernel_size=7), nn.Tanh())

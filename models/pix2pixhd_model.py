@@ -1,0 +1,110 @@
+"""pix2pixHD (Wang et al., CVPR 2018): label one-hot + instance boundaries -> coarse-to-fine generator, judged by a
+multi-scale PatchGAN with feature matching and a VGG19 perceptual loss."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from data.preprocess import effective_label_nc, instance_boundaries, one_hot
+from models.base_model import LayoutModel, StepOutput
+from models.losses import GANLoss, VGGLoss, feature_matching_loss
+from models.networks import build_discriminator, build_generator, init_weights
+from models.networks.vgg import VGG19Features
+from models.registry import MODELS
+
+Features = list[list[torch.Tensor]]
+
+
+def semantic_channels(opt: argparse.Namespace) -> int:
+    """Channels of the generator input: one-hot labels (or a raw image when label_nc is 0) + instance boundaries."""
+    labels = effective_label_nc(opt.label_nc, opt.contain_dontcare_label) if opt.label_nc else opt.input_nc
+    return labels + (0 if opt.no_instance else 1)
+
+
+def generator_size_multiple(opt: argparse.Namespace) -> int:
+    """The generator's total stride, read off a copy built on the meta device (costs no memory)."""
+    with torch.device("meta"):
+        return int(build_generator(opt, semantic_channels(opt)).size_multiple)
+
+
+@MODELS.register("pix2pixHD")
+class Pix2PixHDModel(LayoutModel):
+    """pix2pixHD's networks and objective: LSGAN (or hinge / vanilla) + feature matching + VGG."""
+
+    def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
+        super().__init__(opt, for_training)
+        input_nc = semantic_channels(opt)
+        self.netG = build_generator(opt, input_nc)
+        init_weights(self.netG)
+        if not for_training:
+            return
+        self.netD = build_discriminator(opt, input_nc + opt.output_nc)
+        init_weights(self.netD)
+        self.gan_loss = GANLoss(opt.gan_mode)
+        if not opt.no_vgg_loss:
+            self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
+        # Instance (or no) normalisation is per sample, so real and fake pairs can share one D forward.
+        self._joint_d_pass = opt.norm != "batch"
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.netG, "D": self.netD} if self.for_training else {"G": self.netG}
+
+    def encode_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One-hot label map (+ instance boundary map) on the model's device; the real image when present."""
+        device = next(self.netG.parameters()).device
+        label = batch["label"].to(device, non_blocking=True)
+        if self.opt.label_nc:
+            nc = effective_label_nc(self.opt.label_nc, self.opt.contain_dontcare_label)
+            semantics = one_hot(label, nc)
+        else:
+            semantics = label.float()
+        if not self.opt.no_instance:
+            inst = batch["inst"].to(device, non_blocking=True)
+            semantics = torch.cat([semantics, instance_boundaries(inst)], dim=1)
+        real = batch.get("image")
+        return semantics, (real.to(device, non_blocking=True) if real is not None else None)
+
+    def forward(self, semantics: torch.Tensor) -> torch.Tensor:
+        return self.netG(semantics)
+
+    def discriminate(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> tuple[Features, Features]:
+        """D's outputs for the fake and the real pair, each computed once (in one batched pass when norm allows)."""
+        fake_pair = torch.cat([semantics, fake], dim=1)
+        real_pair = torch.cat([semantics, real], dim=1)
+        if not self._joint_d_pass:
+            return self.netD(fake_pair), self.netD(real_pair)
+        both = self.netD(torch.cat([fake_pair, real_pair], dim=0))
+        n = fake.shape[0]
+        return [[f[:n] for f in scale] for scale in both], [[f[n:] for f in scale] for scale in both]
+
+    def compute_losses(self, batch: dict) -> StepOutput:
+        """pix2pixHD's loss terms. The trainer back-propagates the G terms into G only and the D terms into D only,
+        so the fake pair needs no separate detached D pass."""
+        semantics, real = self.encode_input(batch)
+        if real is None:
+            raise ValueError("training needs real images in the batch")
+        fake = self.netG(semantics)
+        pred_fake, pred_real = self.discriminate(semantics, fake, real)
+        g_losses = {"G_GAN": self.gan_loss(pred_fake, True, for_discriminator=False)}
+        if not self.opt.no_ganFeat_loss:
+            g_losses["G_GAN_Feat"] = feature_matching_loss(pred_fake, pred_real, self.opt.lambda_feat)
+        if not self.opt.no_vgg_loss:
+            g_losses["G_VGG"] = self.vgg_loss(fake, real) * self.opt.lambda_feat
+        d_losses = {
+            "D_fake": 0.5 * self.gan_loss(pred_fake, False, for_discriminator=True),
+            "D_real": 0.5 * self.gan_loss(pred_real, True, for_discriminator=True),
+        }
+        return StepOutput(g_losses, d_losses, fake.detach())
+
+    def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
+        """All of G, or only the local enhancers during the first ``--niter_fix_global`` epochs."""
+        if self.opt.netG == "local" and epoch <= getattr(self.opt, "niter_fix_global", 0):
+            return self.netG.local_parameters()
+        return self.netG.parameters()
+
+    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        return self.netD.parameters()

@@ -1,0 +1,100 @@
+"""One-file checkpoints that hold everything a run needs to continue, written atomically, read with weights_only.
+
+Layout of the dict: ``format``, ``options`` (all flags, plain types), ``nets`` (state dicts by name),
+``optimizers``, ``scalers``, ``progress`` (epoch, epoch_iter, total_iters, total_images) and ``rng``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from options.flags import ARCHITECTURE_KEYS
+from synth.atomic import atomic_write_bytes
+from synth.errors import CheckpointError, OptionError
+
+FORMAT = "synth-checkpoint-v1"
+
+
+def run_dir(opt: argparse.Namespace) -> Path:
+    """``checkpoints_dir/name``: where a run keeps its checkpoints, opt.yaml and web page."""
+    return Path(opt.checkpoints_dir) / opt.name
+
+
+def checkpoint_path(opt: argparse.Namespace, which_epoch: str | int | None = None) -> Path:
+    """File of ``which_epoch`` ('latest' or an epoch number) in the run folder."""
+    which = str(which_epoch if which_epoch is not None else opt.which_epoch)
+    return run_dir(opt) / ("latest.pt" if which == "latest" else f"epoch_{int(which):03d}.pt")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Serialise ``state`` in memory, then write it atomically: an interrupted save never corrupts the old file."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; a clear CheckpointError if it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a synth checkpoint (no '{FORMAT}' marker)")
+    return state
+
+
+def merge_architecture(opt: argparse.Namespace, saved: dict[str, Any], path: Path) -> None:
+    """Take the architecture flags from the checkpoint; a flag the user typed that contradicts it is an error."""
+    for key in ARCHITECTURE_KEYS:
+        if key not in saved:
+            continue
+        if key in getattr(opt, "explicit", ()) and getattr(opt, key) != saved[key]:
+            raise OptionError(
+                f"{path}: was trained with --{key} {saved[key]}, but --{key} {getattr(opt, key)} was given; "
+                f"drop the flag (architecture flags come from the checkpoint)"
+            )
+        setattr(opt, key, saved[key])
+
+
+def load_net_state(net: nn.Module, state: dict[str, torch.Tensor], name: str, path: Path) -> None:
+    """Strict load; a state dict of another architecture gives one line naming the first mismatch."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        what = f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+        raise CheckpointError(f"{path}: network {name} is of another architecture ({what})")
+    for key, value in state.items():
+        if own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{path}: network {name} is of another architecture "
+                f"('{key}' is {tuple(value.shape)} there, {tuple(own[key].shape)} here)"
+            )
+    net.load_state_dict(state, strict=True)
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch's CPU (and CUDA) generator states; data randomness is derived from (seed, epoch, index) instead."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` saved."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,270 @@
+"""The trainer owns everything around the model's losses: data order, optimizers, learning-rate schedule, mixed
+precision, checkpoints and exact resume, logging and the training web page.
+
+The hot path (``train_step``) runs G once, D once on the joint real/fake batch, then back-propagates the G terms
+into G's parameters only and the D terms into D's only; it reads no value back to the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+import models  # noqa: F401  (registers networks and models)
+from data import create_dataset
+from models.base_model import StepOutput
+from models.pix2pixhd_model import generator_size_multiple
+from models.registry import MODELS
+from options import options_to_dict, save_options
+from synth.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    load_net_state,
+    merge_architecture,
+    rng_state,
+    run_dir,
+    save_checkpoint,
+    set_rng_state,
+)
+from synth.errors import CheckpointError, OptionError
+from synth.logger import RunLogger
+
+
+class EpochSampler(Sampler[int]):
+    """Sample order fixed by (seed, epoch), with the first ``skip`` samples dropped when resuming mid-epoch."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch, self.skip = 1, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(self.size - self.skip, 0)
+
+
+def learning_rate(opt: argparse.Namespace, epoch: int) -> float:
+    """pix2pixHD's schedule: constant for ``niter`` epochs, then linear decay over ``niter_decay`` epochs."""
+    if opt.niter_decay <= 0:
+        return opt.lr
+    return opt.lr * (1.0 - max(0, epoch - opt.niter - 1) / opt.niter_decay)
+
+
+def make_adam(params: list[torch.nn.Parameter], opt: argparse.Namespace, device: torch.device) -> torch.optim.Adam:
+    """Adam with pix2pixHD's betas; the fused kernel by default (one kernel for all tensors, no per-tensor loop)."""
+    impl = opt.adam_impl
+    if impl == "auto":
+        impl = "fused" if device.type in ("cpu", "cuda") else "foreach"
+    kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+    return torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, 0.999), **kwargs)
+
+
+class Trainer:
+    """Builds data, model and optimizers from options (resuming when asked) and runs pix2pixHD's training loop."""
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        self.opt = opt
+        self.device = torch.device(opt.device)
+        self.dir = run_dir(opt)
+        resume_state = self._resume_state()
+        opt.size_multiple = generator_size_multiple(opt)
+        self.dataset = create_dataset(opt)
+        if opt.max_dataset_size:
+            self.dataset.samples = self.dataset.samples[: opt.max_dataset_size]
+        self.sampler = EpochSampler(len(self.dataset), opt.seed, shuffle=not opt.serial_batches)
+        self.loader = DataLoader(
+            self.dataset, batch_size=opt.batchSize, sampler=self.sampler, num_workers=opt.nThreads,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+        torch.manual_seed(opt.seed)
+        random.seed(opt.seed)
+        self.model = MODELS.get(opt.model)(opt, for_training=True).to(self.device)
+        if opt.load_pretrain and resume_state is None:
+            self._load_pretrained_global(opt.load_pretrain)
+        self.epoch, self.epoch_iter, self.total_iters, self.total_images = 1, 0, 0, 0
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
+        self.scalers = {
+            name: torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16") for name in ("G", "D")
+        }
+        self._build_optimizers()
+        if resume_state is not None:
+            self._restore(resume_state)
+        self.logger = RunLogger(opt, self.dir)
+
+    # ----- set-up -----------------------------------------------------------------------------------------
+    def _resume_state(self) -> dict | None:
+        """With --continue_train: the checkpoint to resume (architecture flags taken from it)."""
+        if not self.opt.continue_train:
+            return None
+        path = checkpoint_path(self.opt)
+        state = load_checkpoint(path)
+        merge_architecture(self.opt, state["options"], path)
+        return state
+
+    def _load_pretrained_global(self, source: str) -> None:
+        """pix2pixHD's staged training: start a local enhancer from a trained global generator's checkpoint."""
+        if self.opt.netG != "local":
+            raise OptionError("--load_pretrain starts a local enhancer (--netG local) from a global generator")
+        path = Path(source)
+        path = path / "latest.pt" if path.is_dir() else path
+        state = load_checkpoint(path)
+        if state["options"].get("netG") != "global":
+            raise CheckpointError(f"{path}: --load_pretrain needs a global generator's checkpoint")
+        self.model.netG.load_global_generator(state["nets"]["G"])
+
+    def _trainable_generator_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters G's optimizer updates this epoch; the others are frozen so no gradient is computed for them."""
+        chosen = {id(p) for p in self.model.generator_parameters(self.epoch)}
+        for p in self.model.netG.parameters():
+            p.requires_grad_(id(p) in chosen)
+        return [p for p in self.model.netG.parameters() if p.requires_grad]
+
+    def _build_optimizers(self) -> None:
+        self.d_params = list(self.model.discriminator_parameters())
+        self.optimizers = {"D": make_adam(self.d_params, self.opt, self.device)}
+        self._build_generator_optimizer()
+
+    def _build_generator_optimizer(self) -> None:
+        """G's Adam over this epoch's trainable parameters (fresh state, as pix2pixHD does after fixing global)."""
+        self.g_params = self._trainable_generator_parameters()
+        self.optimizers["G"] = make_adam(self.g_params, self.opt, self.device)
+
+    # ----- checkpoints -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "options": options_to_dict(self.opt),
+            "nets": {name: net.state_dict() for name, net in self.model.networks().items()},
+            "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
+            "scalers": {name: s.state_dict() for name, s in self.scalers.items()},
+            "progress": {
+                "epoch": self.epoch, "epoch_iter": self.epoch_iter,
+                "total_iters": self.total_iters, "total_images": self.total_images,
+            },
+            "rng": rng_state(),
+        }
+
+    def _restore(self, state: dict) -> None:
+        path = checkpoint_path(self.opt)
+        for name, net in self.model.networks().items():
+            if name not in state["nets"]:
+                raise CheckpointError(f"{path}: has no network {name}")
+            load_net_state(net, state["nets"][name], name, path)
+        progress = state["progress"]
+        self.epoch, self.epoch_iter = progress["epoch"], progress["epoch_iter"]
+        self.total_iters, self.total_images = progress["total_iters"], progress["total_images"]
+        self._build_generator_optimizer()  # the parameter set depends on the epoch (--niter_fix_global)
+        try:
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{path}: optimizer state does not fit this model ({exc})") from None
+        for name, scaler in self.scalers.items():
+            if state.get("scalers", {}).get(name):
+                scaler.load_state_dict(state["scalers"][name])
+        set_rng_state(state["rng"])
+
+    def save(self, which: str | int) -> Path:
+        """Write latest.pt or epoch_NNN.pt atomically."""
+        return save_checkpoint(checkpoint_path(self.opt, which), self.state_dict())
+
+    # ----- the loop --------------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, batch: dict) -> StepOutput:
+        """One pix2pixHD iteration: G and D updated from the same forward pass, as in the reference code."""
+        with self.autocast():
+            out = self.model.compute_losses(batch)
+        loss_g = sum(out.g_losses.values())
+        loss_d = sum(out.d_losses.values())
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        self.scalers["G"].scale(loss_g).backward(inputs=self.g_params, retain_graph=True)
+        self.scalers["D"].scale(loss_d).backward(inputs=self.d_params)
+        for name, optimizer in self.optimizers.items():
+            self.scalers[name].step(optimizer)
+            self.scalers[name].update()
+        return out
+
+    def _set_learning_rate(self) -> None:
+        lr = learning_rate(self.opt, self.epoch)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def last_epoch(self) -> int:
+        return self.opt.niter + self.opt.niter_decay
+
+    def train(self) -> Path:
+        """Run (or continue) the schedule; returns the path of the last checkpoint written."""
+        opt = self.opt
+        self.dir.mkdir(parents=True, exist_ok=True)
+        save_options(opt, self.dir / "opt.yaml")
+        last = checkpoint_path(opt, "latest")
+        try:
+            while self.epoch <= self.last_epoch():
+                if self._run_epoch():
+                    return self.save("latest")
+                self.epoch_iter = 0
+                self.epoch += 1
+                if self.epoch - 1 == opt.niter_fix_global and opt.netG == "local":
+                    self._build_generator_optimizer()  # pix2pixHD: from now on the global generator trains as well
+                last = self.save("latest")
+                if (self.epoch - 1) % opt.save_epoch_freq == 0 or self.epoch > self.last_epoch():
+                    self.save(self.epoch - 1)
+        finally:
+            self.logger.close()
+        return last
+
+    def _run_epoch(self) -> bool:
+        """Train the rest of the current epoch; True when --max_iters stopped the run."""
+        opt = self.opt
+        self._set_learning_rate()
+        self.dataset.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch, skip=self.epoch_iter)
+        bar = self.logger.epoch_bar(self.epoch, len(self.dataset), self.epoch_iter)
+        for batch in self.loader:
+            out = self.train_step(batch)
+            n = batch["label"].shape[0]
+            self.epoch_iter += n
+            self.total_images += n
+            self.total_iters += 1
+            bar.update(n)
+            if self._crossed(opt.print_freq, n):
+                self.logger.log_losses(out, self.epoch, self.epoch_iter, self.total_iters, bar)
+            if self._crossed(opt.display_freq, n):
+                self.logger.log_visuals(batch, out.fake, self.epoch, self.total_iters)
+            if self._crossed(opt.save_latest_freq, n):
+                self.save("latest")
+            if opt.max_iters and self.total_iters >= opt.max_iters:
+                bar.close()
+                return True
+        bar.close()
+        return False
+
+    def _crossed(self, every: int, batch: int) -> bool:
+        """True when the image counter passed a multiple of ``every`` in this iteration."""
+        return every > 0 and self.total_images // every > (self.total_images - batch) // every
+
+
+def train(opt: argparse.Namespace) -> Path:
+    """Train (or continue) the run described by ``opt``; returns the last checkpoint."""
+    return Trainer(opt).train()
