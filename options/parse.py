@@ -16,8 +16,8 @@ from options.flags import add_base_options, add_test_options, add_train_options
 from synth.atomic import atomic_write_text
 from synth.errors import OptionError
 
-#: Keys of the Namespace that are derived here and are not flags.
-DERIVED_KEYS = ("isTrain", "explicit", "size_multiple")
+#: Keys that are derived here (or only point at a config file) and are not saved with the options.
+DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,82 @@
+"""Flag parsing, YAML layering and the saved opt.yaml."""
+
+import pytest
+import yaml
+
+from options import parse_test_options, parse_train_options, save_options
+from options.parse import resolve_device_name
+from synth.errors import OptionError
+
+
+def test_pix2pixhd_defaults():
+    opt = parse_train_options([])
+    assert (opt.lr, opt.beta1, opt.niter, opt.niter_decay) == (0.0002, 0.5, 100, 100)
+    assert (opt.label_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.num_D) == (35, 64, 4, 9, 2)
+    assert opt.lambda_feat == 10.0 and opt.gan_mode == "ls" and opt.isTrain
+
+
+def test_yaml_layering_command_line_wins(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("ngf: 16\nname: from_yaml\nno_flip: true\nlr: '0.001'\n")
+    opt = parse_train_options(["--config", str(config), "--name", "from_cli"])
+    assert opt.ngf == 16 and opt.no_flip and opt.lr == 0.001
+    assert opt.name == "from_cli"
+    assert {"ngf", "name", "no_flip", "lr"} <= set(opt.explicit)
+
+
+def test_yaml_key_that_is_no_flag(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("ngff: 16\n")
+    with pytest.raises(OptionError, match=r"c\.yaml: 'ngff' is not a flag"):
+        parse_train_options(["--config", str(config)])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("ngf: sixteen\n", "'ngf' must be int"), ("no_flip: 3\n", "takes true or false"),
+     ("norm: group\n", "'norm' must be one of"), ("- 1\n- 2\n", "must be a mapping"), ("a: [\n", "not valid YAML")],
+)
+def test_yaml_bad_values(tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(OptionError, match=message):
+        parse_train_options(["--config", str(config)])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(OptionError, match="cannot read config file"):
+        parse_train_options(["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_unknown_flag_and_range_errors():
+    with pytest.raises(OptionError, match="unrecognized arguments"):
+        parse_train_options(["--no_such_flag"])
+    with pytest.raises(OptionError, match="--ngf must be at least 1"):
+        parse_train_options(["--ngf", "0"])
+    with pytest.raises(OptionError, match="fp16 needs a CUDA device"):
+        parse_train_options(["--amp", "fp16", "--device", "cpu"])
+
+
+def test_no_lsgan_means_vanilla():
+    assert parse_train_options(["--no_lsgan"]).gan_mode == "vanilla"
+
+
+def test_gpu_ids_minus_one_is_cpu():
+    assert resolve_device_name("auto", "-1") == "cpu"
+    with pytest.raises(OptionError):
+        resolve_device_name("tpu", None)
+
+
+def test_saved_options_round_trip(tmp_path):
+    opt = parse_train_options(["--ngf", "8", "--name", "x"])
+    save_options(opt, tmp_path / "opt.yaml")
+    saved = yaml.safe_load((tmp_path / "opt.yaml").read_text())
+    assert saved["ngf"] == 8 and saved["name"] == "x" and "explicit" not in saved
+    # the saved file is itself a valid config
+    again = parse_train_options(["--config", str(tmp_path / "opt.yaml")])
+    assert again.ngf == 8
+
+
+def test_test_options_defaults():
+    opt = parse_test_options([])
+    assert opt.phase == "test" and opt.how_many == 50 and not opt.isTrain
