@@ -8,7 +8,7 @@ from __future__ import annotations
 from os import PathLike
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from synth.errors import DataError
 
@@ -26,6 +26,8 @@ def _load(path: str | PathLike[str]) -> Image.Image:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected an image file") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (or a format PIL cannot read)") from None
     except (OSError, SyntaxError, ValueError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
         raise DataError(f"{path}: cannot be read as an image ({reason})") from None

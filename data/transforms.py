@@ -113,5 +113,5 @@ def apply_to_image(arr: np.ndarray, params: TransformParams) -> np.ndarray:
     """Resize (bicubic, via PIL), crop and flip an (H, W, 3) uint8 photo."""
     _check_source(arr, params)
     if params.resize_size != params.source_size:
-        arr = np.asarray(Image.fromarray(arr).resize(params.resize_size, Image.Resampling.BICUBIC))
+        arr = np.array(Image.fromarray(arr).resize(params.resize_size, Image.Resampling.BICUBIC))
     return _crop_and_flip(arr, params)

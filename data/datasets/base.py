@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import Dataset
 
 from data.io import read_image, read_instance, read_label
-from data.preprocess import effective_label_nc
 from data.transforms import apply_to_image, apply_to_label, choose_params
 from synth.errors import DataError, OptionError
 
@@ -98,8 +97,7 @@ def pair_files(
             raise DataError(f"{label}: label map has no photo named '{key}' in {image_dir}")
         if insts is not None and key not in inst_index:
             raise DataError(
-                f"{label}: label map has no instance map named '{key}' in {inst_dir}; "
-                "add it or pass --no_instance"
+                f"{label}: label map has no instance map named '{key}' in {inst_dir}; add it or pass --no_instance"
             )
         samples.append(Sample(key, label, inst_index.get(key), image_index.get(key)))
     return samples
@@ -187,7 +185,6 @@ class LayoutDataset(Dataset):
             "key": sample.key,
             "label_path": str(sample.label),
         }
-        assert int(item["label"].max()) < effective_label_nc(opt.label_nc, opt.contain_dontcare_label)
         if not opt.no_instance:
             item["inst"] = self._instance(sample, label.shape, params)
         if sample.image is not None:
