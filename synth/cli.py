@@ -16,11 +16,21 @@ def run_cli(body: Callable[[], int | None]) -> int:
     try:
         return int(body() or 0)
     except SynthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(exc: Exception) -> str:
+    """The message of ``exc``; for an error re-raised from a DataLoader worker, the original message only."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+        return last[len(prefix) :] if last.startswith(prefix) else last
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataroot", default="./datasets/demo", help="where the demo dataset is generated")
     parser.add_argument("--name", default="demo", help="experiment name")
     parser.add_argument("--n_train", type=int, default=200, help="training scenes to generate")
+    parser.add_argument("--checkpoints_dir", default="./checkpoints")
+    parser.add_argument("--results_dir", default="./results/")
+    parser.add_argument("--device", default="auto")
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
@@ -28,11 +31,10 @@ def main(argv: list[str] | None = None) -> int:
 
         root = generate_demo_dataset(args.dataroot, DemoConfig(n_train=args.n_train))
         print(f"demo dataset: {root}")
-        common = ["--config", str(DEMO_CONFIG), "--dataroot", str(root), "--name", args.name]
-        last = train(parse_train_options(common + extra))
+        run = ["--name", args.name, "--checkpoints_dir", args.checkpoints_dir, "--device", args.device]
+        last = train(parse_train_options(["--config", str(DEMO_CONFIG), "--dataroot", str(root)] + run + extra))
         print(f"trained: {last}")
-        test_flags = ["--name", args.name, "--dataroot", str(root), "--how_many", "24"]
-        test_flags += [f for f in extra if f.startswith("--checkpoints_dir") or f.startswith("--device")]
+        test_flags = run + ["--results_dir", args.results_dir, "--how_many", "24"]
         page = run_inference(parse_test_options(test_flags))
         print(f"results page: {page}")
         return 0

@@ -1,0 +1,27 @@
+"""Shared fixtures: a tiny generated demo dataset and the flags of a tiny model that trains in seconds."""
+
+from pathlib import Path
+
+import pytest
+
+from data.demo import DemoConfig, generate_demo_dataset
+
+SHARED_CITYSCAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityscapes_samples"
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """8 training and 3 test scenes of 32x32 pixels."""
+    root = tmp_path_factory.mktemp("demo")
+    return generate_demo_dataset(root, DemoConfig(width=32, height=32, n_train=8, n_test=3, seed=1))
+
+
+def tiny_flags(root: Path, run_dir: Path, name: str = "tiny") -> list[str]:
+    """A small pix2pixHD (global G, 2 scales of D, feature matching, no VGG) on the demo data, on the CPU."""
+    return [
+        "--dataroot", str(root), "--checkpoints_dir", str(run_dir), "--name", name, "--label_nc", "5",
+        "--resize_or_crop", "none", "--ngf", "4", "--n_downsample_global", "2", "--n_blocks_global", "1",
+        "--ndf", "4", "--n_layers_D", "2", "--num_D", "2", "--no_vgg_loss", "--batchSize", "2",
+        "--nThreads", "0", "--device", "cpu", "--no_wandb", "--no_progress", "--niter", "1", "--niter_decay", "1",
+        "--print_freq", "4", "--display_freq", "8", "--save_latest_freq", "1000",
+    ]

@@ -1,0 +1,106 @@
+"""The training loop: learning-rate schedule, a loss that falls, exact resume, staged local-enhancer training."""
+
+import pytest
+import torch
+
+from options import parse_train_options
+from synth.checkpoint import load_checkpoint
+from synth.trainer import EpochSampler, Trainer, learning_rate
+from tests.conftest import tiny_flags
+
+
+def test_learning_rate_schedule_matches_pix2pixhd():
+    opt = parse_train_options(["--niter", "2", "--niter_decay", "4", "--lr", "1.0"])
+    # constant for niter epochs and the first decay epoch, then down by lr/niter_decay per epoch
+    assert [learning_rate(opt, e) for e in range(1, 7)] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+def test_epoch_sampler_is_fixed_by_seed_and_epoch_and_skips():
+    sampler = EpochSampler(10, seed=3, shuffle=True)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    assert sorted(full) == list(range(10))
+    sampler.set_epoch(2, skip=4)
+    assert list(sampler) == full[4:] and len(sampler) == 6
+    sampler.set_epoch(3)
+    assert list(sampler) != full
+
+
+def test_generator_loss_falls_on_a_fixed_batch(demo_root, tmp_path):
+    opt = parse_train_options(tiny_flags(demo_root, tmp_path) + ["--lr", "0.002"])
+    trainer = Trainer(opt)
+    batch = next(iter(trainer.loader))
+    real = batch["image"]
+
+    def l1() -> float:
+        with torch.no_grad():
+            fake = trainer.model(trainer.model.encode_input(batch)[0])
+        return (fake - real).abs().mean().item()
+
+    before = l1()
+    for _ in range(40):
+        out = trainer.train_step(batch)
+    assert set(out.g_losses) == {"G_GAN", "G_GAN_Feat"} and set(out.d_losses) == {"D_fake", "D_real"}
+    assert l1() < 0.8 * before
+
+
+def test_step_updates_only_what_each_loss_should(demo_root, tmp_path):
+    """G terms move G, D terms move D; with a zero D learning rate D must not move at all."""
+    opt = parse_train_options(tiny_flags(demo_root, tmp_path))
+    trainer = Trainer(opt)
+    for group in trainer.optimizers["D"].param_groups:
+        group["lr"] = 0.0
+    g_before = [p.clone() for p in trainer.model.netG.parameters()]
+    d_before = [p.clone() for p in trainer.model.netD.parameters()]
+    trainer.train_step(next(iter(trainer.loader)))
+    assert all(torch.equal(a, b) for a, b in zip(d_before, trainer.model.netD.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, trainer.model.netG.parameters(), strict=True))
+
+
+def _weights(path):
+    return load_checkpoint(path)["nets"]
+
+
+@pytest.mark.parametrize("stop_at", [3, 5])
+def test_resume_continues_exactly(demo_root, tmp_path, stop_at):
+    """Stopped at any iteration (mid-epoch or at an epoch end) and resumed: same weights as without a stop."""
+    # 8 images, batch 2 -> 4 iterations per epoch, 2 epochs (the second with a decayed learning rate)
+    straight = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
+    last = straight.train()
+    first = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + ["--max_iters", str(stop_at)]))
+    first.train()
+    resumed = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + ["--continue_train"]))
+    assert resumed.total_iters == stop_at
+    resumed_last = resumed.train()
+    a, b = _weights(last), _weights(resumed_last)
+    for net in ("G", "D"):
+        for key in a[net]:
+            torch.testing.assert_close(a[net][key], b[net][key], rtol=0, atol=1e-6, msg=f"{net}.{key}")
+    assert load_checkpoint(resumed_last)["progress"] == load_checkpoint(last)["progress"]
+
+
+def test_run_folder_contents(demo_root, tmp_path):
+    Trainer(parse_train_options(tiny_flags(demo_root, tmp_path))).train()
+    run = tmp_path / "tiny"
+    assert {"opt.yaml", "latest.pt", "epoch_002.pt", "loss_log.txt", "web"} <= {p.name for p in run.iterdir()}
+    assert "G_GAN_Feat" in (run / "loss_log.txt").read_text()
+    page = (run / "web" / "index.html").read_text()
+    assert "synthesized_image" in page and "input_label" in page and "real_image" in page
+
+
+def test_local_enhancer_trains_only_the_enhancer_first(demo_root, tmp_path):
+    flags = tiny_flags(demo_root, tmp_path) + ["--netG", "local", "--n_local_enhancers", "1", "--n_blocks_local", "1",
+                                               "--niter_fix_global", "1"]
+    trainer = Trainer(parse_train_options(flags))
+    global_ids = {id(p) for p in trainer.model.netG.global_parameters()}
+    assert global_ids and not global_ids & {id(p) for p in trainer.g_params}
+    frozen = [p.clone() for p in trainer.model.netG.global_parameters()]
+    trainer.opt.max_iters = 4  # the whole first epoch
+    trainer.train()
+    assert all(torch.equal(a, b) for a, b in zip(frozen, trainer.model.netG.global_parameters(), strict=True))
+    # after epoch 1 the global part is trained as well
+    resumed = Trainer(parse_train_options(flags + ["--continue_train"]))
+    resumed.train()
+    assert global_ids.__len__() and {id(p) for p in resumed.model.netG.global_parameters()} <= {
+        id(p) for p in resumed.g_params
+    }
