@@ -12,7 +12,7 @@ from torch import nn
 from data.preprocess import effective_label_nc, instance_boundaries, one_hot
 from models.base_model import LayoutModel, StepOutput
 from models.losses import GANLoss, VGGLoss, feature_matching_loss
-from models.networks import build_discriminator, build_generator, init_weights
+from models.networks import build_discriminator, build_generator
 from models.networks.vgg import VGG19Features
 from models.registry import MODELS
 
@@ -38,12 +38,10 @@ class Pix2PixHDModel(LayoutModel):
     def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
         super().__init__(opt, for_training)
         input_nc = semantic_channels(opt)
-        self.netG = build_generator(opt, input_nc)
-        init_weights(self.netG)
+        self.netG = build_generator(opt, input_nc)  # initialised as pix2pixHD does (N(0, 0.02))
         if not for_training:
             return
         self.netD = build_discriminator(opt, input_nc + opt.output_nc)
-        init_weights(self.netD)
         self.gan_loss = GANLoss(opt.gan_mode)
         if not opt.no_vgg_loss:
             self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
@@ -71,7 +69,9 @@ class Pix2PixHDModel(LayoutModel):
     def forward(self, semantics: torch.Tensor) -> torch.Tensor:
         return self.netG(semantics)
 
-    def discriminate(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> tuple[Features, Features]:
+    def discriminate(
+        self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+    ) -> tuple[Features, Features]:
         """D's outputs for the fake and the real pair, each computed once (in one batched pass when norm allows)."""
         fake_pair = torch.cat([semantics, fake], dim=1)
         real_pair = torch.cat([semantics, real], dim=1)

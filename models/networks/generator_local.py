@@ -58,7 +58,11 @@ class LocalEnhancer(nn.Module):
         )
         self.enhancers = nn.ModuleList(
             EnhancerBranch(
-                input_nc, output_nc, ngf * 2 ** (n_local_enhancers - n), n_blocks_local, norm,
+                input_nc,
+                output_nc,
+                ngf * 2 ** (n_local_enhancers - n),
+                n_blocks_local,
+                norm,
                 with_head=n == n_local_enhancers,
             )
             for n in range(1, n_local_enhancers + 1)
@@ -69,8 +73,14 @@ class LocalEnhancer(nn.Module):
     def from_options(cls, opt: Any, input_nc: int) -> LocalEnhancer:
         """Build from parsed options (ngf, n_downsample_global, n_blocks_global, n_local_enhancers, ...)."""
         return cls(
-            input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global,
-            opt.n_local_enhancers, opt.n_blocks_local, opt.norm,
+            input_nc,
+            opt.output_nc,
+            opt.ngf,
+            opt.n_downsample_global,
+            opt.n_blocks_global,
+            opt.n_local_enhancers,
+            opt.n_blocks_local,
+            opt.norm,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ def load_vgg19_weights(path: str | None = None) -> dict[str, torch.Tensor]:
         )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
+    except Exception as error:  # any unreadable file is reported the same way
         raise CheckpointError(f"cannot read VGG19 weights {file}: {error}") from error
     if not isinstance(state, dict):
         raise CheckpointError(f"VGG19 weights {file} hold a {type(state).__name__}, not a state dict")

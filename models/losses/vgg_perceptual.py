@@ -1,0 +1,33 @@
+"""pix2pixHD's VGG19 perceptual loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.networks.vgg import VGG19Features
+
+VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+class VGGLoss(nn.Module):
+    """Weighted L1 between VGG19 relu1_1..relu5_1 features of fake and real.
+
+    Images are fed as they are, in [-1, 1], with no ImageNet normalisation: that is what pix2pixHD does, and
+    its lambda and trained models assume it.
+    """
+
+    def __init__(self, vgg: VGG19Features) -> None:
+        super().__init__()
+        self.vgg = vgg
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        fake_features = self.vgg(fake)
+        with torch.no_grad():
+            real_features = self.vgg(real)
+        losses = [
+            weight * F.l1_loss(f, r)
+            for weight, f, r in zip(VGG_LAYER_WEIGHTS, fake_features, real_features, strict=True)
+        ]
+        return torch.stack(losses).sum()
