@@ -17,6 +17,7 @@ from models.pix2pixhd_model import generator_size_multiple
 from models.registry import MODELS
 from synth.checkpoint import checkpoint_path, load_checkpoint, load_net_state, merge_architecture
 from synth.logger import visuals_of
+from synth.runtime import autocast, prepare_networks
 from synth.visualize import save_png, write_html_page
 
 #: Data flags that default to the training run's values at test time unless typed on the command line.
@@ -34,12 +35,9 @@ def load_generator(opt: argparse.Namespace) -> LayoutModel:
             setattr(opt, key, saved[key])
     model = MODELS.get(opt.model)(opt, for_training=False)
     load_net_state(model.netG, state["nets"]["G"], "G", path)
-    return model.to(torch.device(opt.device)).eval()
-
-
-def autocast_for(opt: argparse.Namespace) -> torch.autocast:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp, torch.float32)
-    return torch.autocast(device_type=torch.device(opt.device).type, dtype=dtype, enabled=opt.amp != "none")
+    model = model.to(torch.device(opt.device)).eval()
+    prepare_networks(model, opt)
+    return model
 
 
 def run_inference(opt: argparse.Namespace) -> Path:
@@ -52,7 +50,7 @@ def run_inference(opt: argparse.Namespace) -> Path:
     rows = []
     total = min(len(dataset), opt.how_many) if opt.how_many > 0 else len(dataset)
     with tqdm(total=total, desc="synthesizing", unit="img", disable=opt.no_progress) as bar:
-        with torch.inference_mode(), autocast_for(opt):
+        with torch.inference_mode(), autocast(opt):
             for batch in loader:
                 fake = model(model.encode_input(batch)[0])
                 for i, key in enumerate(batch["key"]):

@@ -8,7 +8,6 @@ into G's parameters only and the D terms into D's only; it reads no value back t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from synth.checkpoint import (
 )
 from synth.errors import CheckpointError, OptionError
 from synth.logger import RunLogger
+from synth.runtime import autocast, prepare_networks
 
 
 class EpochSampler(Sampler[int]):
@@ -95,10 +95,10 @@ class Trainer:
         torch.manual_seed(opt.seed)
         random.seed(opt.seed)
         self.model = MODELS.get(opt.model)(opt, for_training=True).to(self.device)
+        prepare_networks(self.model, opt)
         if opt.load_pretrain and resume_state is None:
             self._load_pretrained_global(opt.load_pretrain)
         self.epoch, self.epoch_iter, self.total_iters, self.total_images = 1, 0, 0, 0
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
         self.scalers = {
             name: torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16") for name in ("G", "D")
         }
@@ -184,14 +184,9 @@ class Trainer:
         return save_checkpoint(checkpoint_path(self.opt, which), self.state_dict())
 
     # ----- the loop --------------------------------------------------------------------------------------
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def train_step(self, batch: dict) -> StepOutput:
         """One pix2pixHD iteration: G and D updated from the same forward pass, as in the reference code."""
-        with self.autocast():
+        with autocast(self.opt):
             out = self.model.compute_losses(batch)
         loss_g = sum(out.g_losses.values())
         loss_d = sum(out.d_losses.values())

@@ -104,3 +104,26 @@ def test_local_enhancer_trains_only_the_enhancer_first(demo_root, tmp_path):
     assert global_ids.__len__() and {id(p) for p in resumed.model.netG.global_parameters()} <= {
         id(p) for p in resumed.g_params
     }
+
+
+def test_bf16_autocast_step_on_cpu(demo_root, tmp_path):
+    trainer = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path) + ["--amp", "bf16"]))
+    batch = next(iter(trainer.loader))
+    before = [p.clone() for p in trainer.model.netG.parameters()]
+    out = trainer.train_step(batch)
+    assert out.fake.dtype == torch.bfloat16  # the generator ran under autocast
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay float32
+    assert all(torch.isfinite(v).all() for v in {**out.g_losses, **out.d_losses}.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.netG.parameters(), strict=True))
+
+
+def test_channels_last_gives_the_same_step(demo_root, tmp_path):
+    plain = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
+    nhwc = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + ["--channels_last"]))
+    batch = next(iter(plain.loader))
+    a, b = plain.train_step(batch), nhwc.train_step(batch)
+    torch.testing.assert_close(a.fake, b.fake, rtol=1e-4, atol=1e-5)
+    for name in a.g_losses | a.d_losses:
+        torch.testing.assert_close((a.g_losses | a.d_losses)[name], (b.g_losses | b.d_losses)[name], rtol=1e-4, atol=1e-5)
+    # (parameters are not compared after the step: Adam turns round-off in near-zero gradients into +-lr moves)
+    assert nhwc.model.netG.stem[1].weight.is_contiguous(memory_format=torch.channels_last)
