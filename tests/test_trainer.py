@@ -123,7 +123,8 @@ def test_channels_last_gives_the_same_step(demo_root, tmp_path):
     batch = next(iter(plain.loader))
     a, b = plain.train_step(batch), nhwc.train_step(batch)
     torch.testing.assert_close(a.fake, b.fake, rtol=1e-4, atol=1e-5)
-    for name in a.g_losses | a.d_losses:
-        torch.testing.assert_close((a.g_losses | a.d_losses)[name], (b.g_losses | b.d_losses)[name], rtol=1e-4, atol=1e-5)
+    losses_a, losses_b = a.g_losses | a.d_losses, b.g_losses | b.d_losses
+    for name in losses_a:
+        torch.testing.assert_close(losses_a[name], losses_b[name], rtol=1e-4, atol=1e-5)
     # (parameters are not compared after the step: Adam turns round-off in near-zero gradients into +-lr moves)
     assert nhwc.model.netG.stem[1].weight.is_contiguous(memory_format=torch.channels_last)
