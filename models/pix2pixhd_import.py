@@ -158,3 +158,4 @@ def _strip_module(state: Mapping[str, torch.Tensor]) -> StateDict:
 
 def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
     return tuple(tensor.shape)
+

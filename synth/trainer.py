@@ -114,6 +114,8 @@ class Trainer:
             return None
         path = checkpoint_path(self.opt)
         state = load_checkpoint(path)
+        if "progress" not in state or "optimizers" not in state:
+            raise CheckpointError(f"{path}: holds network weights only (an import?); it cannot be resumed")
         merge_architecture(self.opt, state["options"], path)
         return state
 
