@@ -128,3 +128,16 @@ def test_channels_last_gives_the_same_step(demo_root, tmp_path):
         torch.testing.assert_close(losses_a[name], losses_b[name], rtol=1e-4, atol=1e-5)
     # (parameters are not compared after the step: Adam turns round-off in near-zero gradients into +-lr moves)
     assert nhwc.model.netG.stem[1].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_vgg_loss_trains_with_local_weights_file(demo_root, tmp_path):
+    """The perceptual loss loads torchvision's VGG19 file from --vgg_weights (random weights stand in)."""
+    import torchvision
+
+    weights = tmp_path / "vgg19.pth"
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), weights)
+    flags = [f for f in tiny_flags(demo_root, tmp_path) if f != "--no_vgg_loss"] + ["--vgg_weights", str(weights)]
+    trainer = Trainer(parse_train_options(flags))
+    out = trainer.train_step(next(iter(trainer.loader)))
+    assert "G_VGG" in out.g_losses and out.g_losses["G_VGG"].item() > 0
+    assert not any(p.requires_grad for p in trainer.model.vgg_loss.parameters())
