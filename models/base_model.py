@@ -11,7 +11,9 @@ A new model subclasses ``LayoutModel``, registers itself with ``@MODELS.register
 - ``networks() -> dict[str, nn.Module]``: every network to checkpoint, by name;
 - ``generator_parameters(epoch)`` / ``discriminator_parameters()``: what each optimizer updates.
 
-Models never own optimizers, schedules, scalers, devices or files.
+Inside ``compute_losses`` call networks through ``self.run("G", x)`` rather than ``self.netG(x)``: the trainer may
+install wrappers (DistributedDataParallel) with ``use_runners``. Models never own optimizers, schedules, scalers,
+devices or files.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ class LayoutModel(nn.Module):
         super().__init__()
         self.opt = opt
         self.for_training = for_training
+        self.runners: dict[str, nn.Module] = {}  # a plain dict: wrappers are not registered as submodules
+
+    def use_runners(self, runners: dict[str, nn.Module]) -> None:
+        """Call these wrappers (e.g. DDP) instead of the bare networks; their state dicts stay the bare ones."""
+        self.runners = dict(runners)
+
+    def run(self, name: str, *inputs: torch.Tensor):
+        """Network ``name`` ('G', 'D', ...) through its wrapper when one is installed."""
+        net = self.runners.get(name) or getattr(self, f"net{name}")
+        return net(*inputs)
 
     def encode_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError

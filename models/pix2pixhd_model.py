@@ -76,8 +76,8 @@ class Pix2PixHDModel(LayoutModel):
         fake_pair = torch.cat([semantics, fake], dim=1)
         real_pair = torch.cat([semantics, real], dim=1)
         if not self._joint_d_pass:
-            return self.netD(fake_pair), self.netD(real_pair)
-        both = self.netD(torch.cat([fake_pair, real_pair], dim=0))
+            return self.run("D", fake_pair), self.run("D", real_pair)
+        both = self.run("D", torch.cat([fake_pair, real_pair], dim=0))
         n = fake.shape[0]
         return [[f[:n] for f in scale] for scale in both], [[f[n:] for f in scale] for scale in both]
 
@@ -87,7 +87,7 @@ class Pix2PixHDModel(LayoutModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("training needs real images in the batch")
-        fake = self.netG(semantics)
+        fake = self.run("G", semantics)
         pred_fake, pred_real = self.discriminate(semantics, fake, real)
         g_losses = {"G_GAN": self.gan_loss(pred_fake, True, for_discriminator=False)}
         if not self.opt.no_ganFeat_loss:

@@ -32,6 +32,22 @@ class _NoBar:
         pass
 
 
+class NullLogger:
+    """What processes other than the main one log under torchrun: nothing."""
+
+    def epoch_bar(self, epoch: int, size: int, done: int) -> _NoBar:
+        return _NoBar()
+
+    def log_losses(self, *args: Any) -> None:
+        pass
+
+    def log_visuals(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class RunLogger:
     """Losses to the bar, a text log and wandb; visuals to ``web/`` and wandb."""
 

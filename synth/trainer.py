@@ -31,32 +31,44 @@ from synth.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from synth.distributed import init_distributed, shutdown_distributed, wrap_ddp
 from synth.errors import CheckpointError, OptionError
-from synth.logger import RunLogger
+from synth.logger import NullLogger, RunLogger
 from synth.runtime import autocast, prepare_networks
 
 
 class EpochSampler(Sampler[int]):
-    """Sample order fixed by (seed, epoch), with the first ``skip`` samples dropped when resuming mid-epoch."""
+    """Sample order fixed by (seed, epoch); this rank's share of it (every ``world_size``-th sample, padded to equal
+    shares like DistributedSampler); the first ``skip`` samples of the share dropped when resuming mid-epoch."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool) -> None:
+    def __init__(self, size: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
         self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.skip = 1, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
 
     def order(self) -> list[int]:
+        """The whole epoch's order, the same on every rank."""
         if not self.shuffle:
             return list(range(self.size))
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.size, generator=generator).tolist()
 
+    def share_size(self) -> int:
+        return -(-self.size // self.world_size)
+
+    def share(self) -> list[int]:
+        order = self.order()
+        padded = order + order[: self.share_size() * self.world_size - self.size]
+        return padded[self.rank :: self.world_size]
+
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.skip :])
+        return iter(self.share()[self.skip :])
 
     def __len__(self) -> int:
-        return max(self.size - self.skip, 0)
+        return max(self.share_size() - self.skip, 0)
 
 
 def learning_rate(opt: argparse.Namespace, epoch: int) -> float:
@@ -80,6 +92,7 @@ class Trainer:
 
     def __init__(self, opt: argparse.Namespace) -> None:
         self.opt = opt
+        self.dist = init_distributed(opt)
         self.device = torch.device(opt.device)
         self.dir = run_dir(opt)
         resume_state = self._resume_state()
@@ -87,7 +100,9 @@ class Trainer:
         self.dataset = create_dataset(opt)
         if opt.max_dataset_size:
             self.dataset.samples = self.dataset.samples[: opt.max_dataset_size]
-        self.sampler = EpochSampler(len(self.dataset), opt.seed, shuffle=not opt.serial_batches)
+        self.sampler = EpochSampler(
+            len(self.dataset), opt.seed, not opt.serial_batches, self.dist.rank, self.dist.world_size
+        )
         self.loader = DataLoader(
             self.dataset, batch_size=opt.batchSize, sampler=self.sampler, num_workers=opt.nThreads,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
@@ -105,7 +120,7 @@ class Trainer:
         self._build_optimizers()
         if resume_state is not None:
             self._restore(resume_state)
-        self.logger = RunLogger(opt, self.dir)
+        self.logger = RunLogger(opt, self.dir) if self.dist.is_main else NullLogger()
 
     # ----- set-up -----------------------------------------------------------------------------------------
     def _resume_state(self) -> dict | None:
@@ -146,6 +161,9 @@ class Trainer:
         """G's Adam over this epoch's trainable parameters (fresh state, as pix2pixHD does after fixing global)."""
         self.g_params = self._trainable_generator_parameters()
         self.optimizers["G"] = make_adam(self.g_params, self.opt, self.device)
+        if self.dist.enabled:  # DDP covers the parameters that train now, so it is rebuilt with the optimizer
+            runners = {name: wrap_ddp(net, self.dist, self.device) for name, net in self.model.networks().items()}
+            self.model.use_runners(runners)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -182,8 +200,11 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def save(self, which: str | int) -> Path:
-        """Write latest.pt or epoch_NNN.pt atomically."""
-        return save_checkpoint(checkpoint_path(self.opt, which), self.state_dict())
+        """Write latest.pt or epoch_NNN.pt atomically (the main process only)."""
+        path = checkpoint_path(self.opt, which)
+        if self.dist.is_main:
+            save_checkpoint(path, self.state_dict())
+        return path
 
     # ----- the loop --------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> StepOutput:
@@ -213,8 +234,8 @@ class Trainer:
     def train(self) -> Path:
         """Run (or continue) the schedule; returns the path of the last checkpoint written."""
         opt = self.opt
-        self.dir.mkdir(parents=True, exist_ok=True)
-        save_options(opt, self.dir / "opt.yaml")
+        if self.dist.is_main:
+            save_options(opt, self.dir / "opt.yaml")
         last = checkpoint_path(opt, "latest")
         try:
             while self.epoch <= self.last_epoch():
@@ -236,11 +257,11 @@ class Trainer:
         opt = self.opt
         self._set_learning_rate()
         self.dataset.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch, skip=self.epoch_iter)
+        self.sampler.set_epoch(self.epoch, skip=self.epoch_iter // self.dist.world_size)
         bar = self.logger.epoch_bar(self.epoch, len(self.dataset), self.epoch_iter)
         for batch in self.loader:
             out = self.train_step(batch)
-            n = batch["label"].shape[0]
+            n = batch["label"].shape[0] * self.dist.world_size  # images of the global batch
             self.epoch_iter += n
             self.total_images += n
             self.total_iters += 1
@@ -263,5 +284,9 @@ class Trainer:
 
 
 def train(opt: argparse.Namespace) -> Path:
-    """Train (or continue) the run described by ``opt``; returns the last checkpoint."""
-    return Trainer(opt).train()
+    """Train (or continue) the run described by ``opt``; returns the last checkpoint. Under torchrun every process
+    calls this; they leave the process group together at the end."""
+    try:
+        return Trainer(opt).train()
+    finally:
+        shutdown_distributed()
