@@ -4,6 +4,7 @@ multi-scale PatchGAN with feature matching and a VGG19 perceptual loss."""
 from __future__ import annotations
 
 import argparse
+import itertools
 from collections.abc import Iterator
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from data.preprocess import effective_label_nc, instance_boundaries, one_hot
 from models.base_model import LayoutModel, StepOutput
 from models.losses import GANLoss, VGGLoss, feature_matching_loss
-from models.networks import build_discriminator, build_generator
+from models.networks import build_discriminator, build_encoder, build_generator
 from models.networks.vgg import VGG19Features
 from models.registry import MODELS
 
@@ -20,15 +21,28 @@ Features = list[list[torch.Tensor]]
 
 
 def semantic_channels(opt: argparse.Namespace) -> int:
-    """Channels of the generator input: one-hot labels (or a raw image when label_nc is 0) + instance boundaries."""
+    """Channels of the layout input: one-hot labels (or a raw image when label_nc is 0) + instance boundaries."""
     labels = effective_label_nc(opt.label_nc, opt.contain_dontcare_label) if opt.label_nc else opt.input_nc
     return labels + (0 if opt.no_instance else 1)
 
 
+def uses_features(opt: argparse.Namespace) -> bool:
+    """Whether G also takes per-instance (or per-label-segment) feature channels (pix2pixHD §3.4)."""
+    return bool(getattr(opt, "instance_feat", False) or getattr(opt, "label_feat", False))
+
+
+def generator_input_channels(opt: argparse.Namespace) -> int:
+    """Layout channels, plus ``feat_num`` feature channels when features are used."""
+    return semantic_channels(opt) + (opt.feat_num if uses_features(opt) else 0)
+
+
 def generator_size_multiple(opt: argparse.Namespace) -> int:
-    """The generator's total stride, read off a copy built on the meta device (costs no memory)."""
+    """The stride inputs must divide by: G's, and E's when features are encoded (built on the meta device)."""
     with torch.device("meta"):
-        return int(build_generator(opt, semantic_channels(opt)).size_multiple)
+        multiple = int(build_generator(opt, generator_input_channels(opt)).size_multiple)
+        if uses_features(opt):
+            multiple = max(multiple, int(build_encoder(opt, opt.output_nc).size_multiple))
+    return multiple
 
 
 @MODELS.register("pix2pixHD")
@@ -38,10 +52,13 @@ class Pix2PixHDModel(LayoutModel):
     def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
         super().__init__(opt, for_training)
         input_nc = semantic_channels(opt)
-        self.netG = build_generator(opt, input_nc)  # initialised as pix2pixHD does (N(0, 0.02))
+        self.use_features = uses_features(opt)
+        self.netG = build_generator(opt, generator_input_channels(opt))  # initialised as pix2pixHD does
+        if self.use_features:
+            self.netE = build_encoder(opt, opt.output_nc)
         if not for_training:
             return
-        self.netD = build_discriminator(opt, input_nc + opt.output_nc)
+        self.netD = build_discriminator(opt, input_nc + opt.output_nc)  # features are not shown to D
         self.gan_loss = GANLoss(opt.gan_mode)
         if not opt.no_vgg_loss:
             self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
@@ -49,7 +66,12 @@ class Pix2PixHDModel(LayoutModel):
         self._joint_d_pass = opt.norm != "batch"
 
     def networks(self) -> dict[str, nn.Module]:
-        return {"G": self.netG, "D": self.netD} if self.for_training else {"G": self.netG}
+        nets = {"G": self.netG}
+        if self.use_features:
+            nets["E"] = self.netE
+        if self.for_training:
+            nets["D"] = self.netD
+        return nets
 
     def encode_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One-hot label map (+ instance boundary map) on the model's device; the real image when present."""
@@ -66,8 +88,27 @@ class Pix2PixHDModel(LayoutModel):
         real = batch.get("image")
         return semantics, (real.to(device, non_blocking=True) if real is not None else None)
 
-    def forward(self, semantics: torch.Tensor) -> torch.Tensor:
-        return self.netG(semantics)
+    def forward(self, generator_input: torch.Tensor) -> torch.Tensor:
+        """G alone, on the full generator input (layout channels, then feature channels when used)."""
+        return self.netG(generator_input)
+
+    def segment_ids(self, batch: dict) -> torch.Tensor:
+        """What features are pooled over: instance ids (--instance_feat) or label ids (--label_feat)."""
+        device = next(self.netG.parameters()).device
+        key = "inst" if self.opt.instance_feat else "label"
+        return batch[key].to(device, non_blocking=True)
+
+    def encode_features(self, real: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """E's output on the real image, averaged inside each segment."""
+        return self.run("E", real, segments)
+
+    def generator_input(self, semantics: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Layout channels, with the feature map appended when the model uses features."""
+        if not self.use_features:
+            return semantics
+        if features is None:
+            raise ValueError("this model takes instance features: pass encoded or cluster-sampled features")
+        return torch.cat([semantics, features.to(semantics.dtype)], dim=1)
 
     def discriminate(
         self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
@@ -87,7 +128,8 @@ class Pix2PixHDModel(LayoutModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("training needs real images in the batch")
-        fake = self.run("G", semantics)
+        features = self.encode_features(real, self.segment_ids(batch)) if self.use_features else None
+        fake = self.run("G", self.generator_input(semantics, features))
         pred_fake, pred_real = self.discriminate(semantics, fake, real)
         g_losses = {"G_GAN": self.gan_loss(pred_fake, True, for_discriminator=False)}
         if not self.opt.no_ganFeat_loss:
@@ -101,10 +143,13 @@ class Pix2PixHDModel(LayoutModel):
         return StepOutput(g_losses, d_losses, fake.detach())
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
-        """All of G, or only the local enhancers during the first ``--niter_fix_global`` epochs."""
+        """All of G (and E, trained jointly), or only the local enhancers (and E) during the first
+        ``--niter_fix_global`` epochs."""
         if self.opt.netG == "local" and epoch <= getattr(self.opt, "niter_fix_global", 0):
-            return self.netG.local_parameters()
-        return self.netG.parameters()
+            g_params = self.netG.local_parameters()
+        else:
+            g_params = self.netG.parameters()
+        return itertools.chain(g_params, self.netE.parameters() if self.use_features else ())
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         return self.netD.parameters()

@@ -27,6 +27,12 @@ ARCHITECTURE_KEYS: tuple[str, ...] = (
     "n_layers_D",
     "num_D",
     "no_ganFeat_loss",
+    "instance_feat",
+    "label_feat",
+    "feat_num",
+    "nef",
+    "n_downsample_E",
+    "netE",
 )
 
 
@@ -72,6 +78,15 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n_blocks_local", type=int, default=3, help="residual blocks in each local enhancer")
     g.add_argument("--n_local_enhancers", type=int, default=1, help="number of local enhancers")
     g.add_argument("--norm", type=str, default="instance", choices=("instance", "batch"))
+
+    g = parser.add_argument_group("instance features (texture control)")
+    g.add_argument("--instance_feat", action="store_true", help="encode per-instance features as extra G input")
+    g.add_argument("--label_feat", action="store_true", help="encode per-label-segment features as extra G input")
+    g.add_argument("--netE", type=str, default="instance", help="feature encoder")
+    g.add_argument("--feat_num", type=int, default=3, help="feature channels per instance")
+    g.add_argument("--nef", type=int, default=16, help="encoder filters in the first conv layer")
+    g.add_argument("--n_downsample_E", type=int, default=4, help="down-samplings in the encoder")
+    g.add_argument("--n_clusters", type=int, default=10, help="K-means clusters per class")
 
     g = parser.add_argument_group("discriminator")
     g.add_argument("--netD", type=str, default="multiscale")
@@ -124,4 +139,9 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--which_epoch", type=str, default="latest", help="checkpoint: latest or an epoch number")
     g.add_argument("--results_dir", type=str, default="./results/")
     g.add_argument("--how_many", type=int, default=50, help="how many inputs to synthesize")
+    g.add_argument("--use_encoded_image", action="store_true", help="features from the real image via the encoder")
+    g.add_argument("--cluster_path", type=str, default=None,
+                   help="feature clusters (default checkpoints/NAME/features_clustered_NNN.npz)")
+    g.add_argument("--cluster_choice", type=str, nargs="*", default=[],
+                   help="CLASS:INDEX pairs fixing the cluster per class (others are sampled with --seed)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")

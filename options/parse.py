@@ -99,13 +99,18 @@ def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
 
 def _check_and_derive(opt: argparse.Namespace) -> None:
     """Range checks that argparse cannot express, and pix2pixHD spellings folded into ours."""
-    positive = ["batchSize", "loadSize", "fineSize", "ngf", "ndf", "num_D", "n_layers_D", "output_nc"]
+    positive = ["batchSize", "loadSize", "fineSize", "ngf", "ndf", "num_D", "n_layers_D", "output_nc", "feat_num",
+                "nef", "n_clusters"]
     for key in positive:
         if getattr(opt, key) < 1:
             raise OptionError(f"--{key} must be at least 1, got {getattr(opt, key)}")
     for key in ("label_nc", "n_blocks_global", "n_blocks_local", "n_local_enhancers", "nThreads", "seed"):
         if getattr(opt, key) < 0:
             raise OptionError(f"--{key} must not be negative, got {getattr(opt, key)}")
+    if opt.instance_feat and opt.label_feat:
+        raise OptionError("--instance_feat and --label_feat exclude each other; choose one")
+    if opt.instance_feat and opt.no_instance:
+        raise OptionError("--instance_feat needs instance maps; drop --no_instance or use --label_feat")
     if opt.label_nc == 0 and opt.contain_dontcare_label:
         raise OptionError("--contain_dontcare_label needs --label_nc > 0")
     if opt.isTrain:

@@ -4,8 +4,10 @@ folder of label maps, write PNGs and ``results/NAME/PHASE_EPOCH/index.html``."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -16,6 +18,14 @@ from models.base_model import LayoutModel
 from models.pix2pixhd_model import generator_size_multiple
 from models.registry import MODELS
 from synth.checkpoint import checkpoint_path, load_checkpoint, load_net_state, merge_architecture
+from synth.errors import CheckpointError, OptionError
+from synth.features import (
+    FeatureClusters,
+    check_cluster_choices,
+    cluster_feature_batch,
+    default_cluster_path,
+    parse_pairs,
+)
 from synth.logger import visuals_of
 from synth.runtime import autocast, prepare_networks
 from synth.visualize import save_png, write_html_page
@@ -34,7 +44,10 @@ def load_generator(opt: argparse.Namespace) -> LayoutModel:
         if key not in opt.explicit and key in saved:
             setattr(opt, key, saved[key])
     model = MODELS.get(opt.model)(opt, for_training=False)
-    load_net_state(model.netG, state["nets"]["G"], "G", path)
+    for name, net in model.networks().items():
+        if name not in state["nets"]:
+            raise CheckpointError(f"{path}: has no network {name}")
+        load_net_state(net, state["nets"][name], name, path)
     model = model.to(torch.device(opt.device)).eval()
     prepare_networks(model, opt)
     return model
@@ -45,6 +58,7 @@ def run_inference(opt: argparse.Namespace) -> Path:
     model = load_generator(opt)
     opt.size_multiple = generator_size_multiple(opt)
     dataset = create_dataset(opt)
+    features = feature_source(model, opt, dataset.has_images)
     loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.which_epoch}"
     rows = []
@@ -52,7 +66,8 @@ def run_inference(opt: argparse.Namespace) -> Path:
     with tqdm(total=total, desc="synthesizing", unit="img", disable=opt.no_progress) as bar:
         with torch.inference_mode(), autocast(opt):
             for batch in loader:
-                fake = model(model.encode_input(batch)[0])
+                semantics, real = model.encode_input(batch)
+                fake = model(model.generator_input(semantics, features(batch, real)))
                 for i, key in enumerate(batch["key"]):
                     if len(rows) >= total:
                         break
@@ -62,6 +77,31 @@ def run_inference(opt: argparse.Namespace) -> Path:
                     break
     title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}"
     return write_html_page(out_dir / "index.html", title, rows)
+
+
+FeatureSource = Callable[[dict, torch.Tensor | None], torch.Tensor | None]
+
+
+def feature_source(model: LayoutModel, opt: argparse.Namespace, has_images: bool) -> FeatureSource:
+    """Where instance features come from at test time: none, the encoder on the real image
+    (--use_encoded_image), or the per-class clusters (random with --seed, or --cluster_choice CLASS:INDEX)."""
+    if not getattr(model, "use_features", False):
+        return lambda batch, real: None
+    if opt.use_encoded_image:
+        if not has_images:
+            raise OptionError(f"{opt.dataroot}: --use_encoded_image needs real images for phase '{opt.phase}'")
+        return lambda batch, real: model.encode_features(real, model.segment_ids(batch))
+    clusters = FeatureClusters.load(opt.cluster_path or default_cluster_path(opt))
+    choices = parse_pairs(opt.cluster_choice, "--cluster_choice")
+    check_cluster_choices(choices, clusters, opt.label_nc)
+    rng = np.random.default_rng(opt.seed)
+
+    def sample(batch: dict, real: torch.Tensor | None) -> torch.Tensor:
+        segments = batch["inst"] if opt.instance_feat else batch["label"]
+        maps = cluster_feature_batch(batch["label"], segments, clusters, choices, rng)
+        return maps.to(next(model.parameters()).device)
+
+    return sample
 
 
 def _write_sample(out_dir: Path, key: str, visuals: dict) -> tuple[str, list[tuple[str, str]]]:

@@ -146,11 +146,13 @@ class Trainer:
         self.model.netG.load_global_generator(state["nets"]["G"])
 
     def _trainable_generator_parameters(self) -> list[torch.nn.Parameter]:
-        """Parameters G's optimizer updates this epoch; the others are frozen so no gradient is computed for them."""
+        """What G's optimizer updates this epoch (G, and E when used); the rest of the generator side is frozen so
+        no gradient is computed for it."""
         chosen = {id(p) for p in self.model.generator_parameters(self.epoch)}
-        for p in self.model.netG.parameters():
+        generator_side = [p for name, net in self.model.networks().items() if name != "D" for p in net.parameters()]
+        for p in generator_side:
             p.requires_grad_(id(p) in chosen)
-        return [p for p in self.model.netG.parameters() if p.requires_grad]
+        return [p for p in generator_side if p.requires_grad]
 
     def _build_optimizers(self) -> None:
         self.d_params = list(self.model.discriminator_parameters())

@@ -17,6 +17,8 @@ from data.transforms import apply_to_image, apply_to_label, choose_params
 from synth.errors import DataError, OptionError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+#: Instance ids are 16-bit (Cityscapes: class*1000+k); instance-wise pooling relies on this bound.
+MAX_INSTANCE_ID = 1 << 16
 KNOWN_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds", "_gtFine_instanceIds", "_gtFine_color")
 DONTCARE_ID = 255
 
@@ -199,4 +201,6 @@ class LayoutDataset(Dataset):
             raise DataError(f"{sample.label}: no instance map for this label map; add one or pass --no_instance")
         inst = read_instance(sample.inst)
         _check_same_size(sample.inst, inst.shape, sample.label, label_shape)
+        if inst.min() < 0 or inst.max() >= MAX_INSTANCE_ID:
+            raise DataError(f"{sample.inst}: instance ids must lie in [0, {MAX_INSTANCE_ID}), found {inst.max()}")
         return torch.from_numpy(apply_to_label(inst, params)[None]).long()

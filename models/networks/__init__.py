@@ -8,21 +8,24 @@ from torch import nn
 
 from models.networks.blocks import ResnetBlock
 from models.networks.discriminator import MultiscaleDiscriminator, NLayerDiscriminator
+from models.networks.encoder import InstanceEncoder
 from models.networks.generator_global import GlobalGenerator
 from models.networks.generator_local import EnhancerBranch, LocalEnhancer
 from models.networks.norm import norm_layer
 from models.networks.vgg import VGG19Features, load_vgg19_weights
-from models.registry import DISCRIMINATORS, GENERATORS
+from models.registry import DISCRIMINATORS, ENCODERS, GENERATORS
 
 __all__ = [
     "EnhancerBranch",
     "GlobalGenerator",
+    "InstanceEncoder",
     "LocalEnhancer",
     "MultiscaleDiscriminator",
     "NLayerDiscriminator",
     "ResnetBlock",
     "VGG19Features",
     "build_discriminator",
+    "build_encoder",
     "build_generator",
     "init_weights",
     "load_vgg19_weights",
@@ -52,3 +55,8 @@ def build_generator(opt: Any, input_nc: int) -> nn.Module:
 def build_discriminator(opt: Any, input_nc: int) -> nn.Module:
     """The --netD discriminator for ``input_nc`` input channels, initialised like pix2pixHD."""
     return init_weights(DISCRIMINATORS.get(opt.netD).from_options(opt, input_nc))
+
+
+def build_encoder(opt: Any, input_nc: int) -> nn.Module:
+    """The --netE feature encoder for ``input_nc`` image channels, initialised like pix2pixHD."""
+    return init_weights(ENCODERS.get(opt.netE).from_options(opt, input_nc))
