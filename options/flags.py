@@ -104,7 +104,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--niter_decay", type=int, default=100, help="epochs of linear decay to zero")
     g.add_argument("--niter_fix_global", type=int, default=0, help="epochs training only the local enhancer")
     g.add_argument("--lr", type=float, default=0.0002, help="Adam learning rate")
+    g.add_argument("--lr_D", type=float, default=0.0, help="discriminator learning rate (0: same as --lr)")
     g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+    g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
     g.add_argument("--adam_impl", choices=("auto", "fused", "foreach", "plain"), default="auto",
                    help="Adam kernel: fused where the device supports it (auto), foreach, or the plain loop")
     g.add_argument("--max_iters", type=int, default=0, help="stop and save after N iterations (0: off)")

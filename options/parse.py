@@ -80,10 +80,31 @@ def _typed_value(path: str, action: argparse.Action, value: Any) -> Any:
     return value
 
 
+def add_model_options(parser: argparse.ArgumentParser, argv: list[str], is_train: bool) -> None:
+    """SPADE's per-model hook: the model named by --model (command line, else the config file) may add flags and
+    set defaults through a static ``add_options(parser, is_train)``."""
+    first, _ = parser.parse_known_args(argv)
+    name = first.model
+    if first.config and "--model" not in argv and not any(tok.startswith("--model=") for tok in argv):
+        try:
+            with open(first.config, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+            name = data.get("model", name) if isinstance(data, dict) else name
+        except (OSError, yaml.YAMLError):
+            pass  # reported with a clear message when the config is read for real
+    import models  # noqa: F401  (fills the registry)
+    from models.registry import MODELS
+
+    hook = getattr(MODELS.get(name), "add_options", None)
+    if hook is not None:
+        hook(parser, is_train)
+
+
 def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
     """Parse argv with YAML layering and checks; sets ``isTrain`` and ``explicit``."""
     argv = list(argv) if argv is not None else []
     parser = build_parser(is_train)
+    add_model_options(parser, argv, is_train)
     first = parser.parse_args(argv)
     explicit = _flag_names(argv)
     if first.config:
@@ -116,6 +137,8 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
     if opt.isTrain:
         if opt.no_lsgan:
             opt.gan_mode = "vanilla"
+        if opt.lr_D < 0 or opt.lr <= 0:
+            raise OptionError("--lr must be positive and --lr_D non-negative (0: same as --lr)")
         if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)

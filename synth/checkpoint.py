@@ -56,8 +56,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def merge_architecture(opt: argparse.Namespace, saved: dict[str, Any], path: Path) -> None:
-    """Take the architecture flags from the checkpoint; a flag the user typed that contradicts it is an error."""
-    for key in ARCHITECTURE_KEYS:
+    """Take the architecture flags from the checkpoint (pix2pixHD's and the model's own ``architecture_keys``);
+    a flag the user typed that contradicts it is an error."""
+    from models.registry import MODELS
+
+    model_keys = tuple(getattr(MODELS.get(saved.get("model", opt.model)), "architecture_keys", ()))
+    for key in ARCHITECTURE_KEYS + model_keys:
         if key not in saved:
             continue
         if key in getattr(opt, "explicit", ()) and getattr(opt, key) != saved[key]:

@@ -71,20 +71,29 @@ class EpochSampler(Sampler[int]):
         return max(self.share_size() - self.skip, 0)
 
 
-def learning_rate(opt: argparse.Namespace, epoch: int) -> float:
+def base_learning_rate(opt: argparse.Namespace, net: str = "G") -> float:
+    """--lr, or --lr_D for the discriminator when given (SPADE's two time-scale rule)."""
+    return opt.lr_D if net == "D" and getattr(opt, "lr_D", 0) else opt.lr
+
+
+def learning_rate(opt: argparse.Namespace, epoch: int, net: str = "G") -> float:
     """pix2pixHD's schedule: constant for ``niter`` epochs, then linear decay over ``niter_decay`` epochs."""
+    lr = base_learning_rate(opt, net)
     if opt.niter_decay <= 0:
-        return opt.lr
-    return opt.lr * (1.0 - max(0, epoch - opt.niter - 1) / opt.niter_decay)
+        return lr
+    return lr * (1.0 - max(0, epoch - opt.niter - 1) / opt.niter_decay)
 
 
-def make_adam(params: list[torch.nn.Parameter], opt: argparse.Namespace, device: torch.device) -> torch.optim.Adam:
+def make_adam(
+    params: list[torch.nn.Parameter], opt: argparse.Namespace, device: torch.device, net: str = "G"
+) -> torch.optim.Adam:
     """Adam with pix2pixHD's betas; the fused kernel by default (one kernel for all tensors, no per-tensor loop)."""
     impl = opt.adam_impl
     if impl == "auto":
         impl = "fused" if device.type in ("cpu", "cuda") else "foreach"
     kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
-    return torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, 0.999), **kwargs)
+    lr = base_learning_rate(opt, net)
+    return torch.optim.Adam(params, lr=lr, betas=(opt.beta1, getattr(opt, "beta2", 0.999)), **kwargs)
 
 
 class Trainer:
@@ -156,7 +165,7 @@ class Trainer:
 
     def _build_optimizers(self) -> None:
         self.d_params = list(self.model.discriminator_parameters())
-        self.optimizers = {"D": make_adam(self.d_params, self.opt, self.device)}
+        self.optimizers = {"D": make_adam(self.d_params, self.opt, self.device, "D")}
         self._build_generator_optimizer()
 
     def _build_generator_optimizer(self) -> None:
@@ -225,10 +234,9 @@ class Trainer:
         return out
 
     def _set_learning_rate(self) -> None:
-        lr = learning_rate(self.opt, self.epoch)
-        for optimizer in self.optimizers.values():
+        for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = learning_rate(self.opt, self.epoch, name)
 
     def last_epoch(self) -> int:
         return self.opt.niter + self.opt.niter_decay

@@ -63,9 +63,9 @@ def test_other_architecture_is_a_clear_error(tmp_path):
 
 
 def test_merge_architecture_takes_saved_values_and_refuses_contradictions(tmp_path):
-    opt = argparse.Namespace(ngf=64, netG="global", explicit=["name"])
+    opt = argparse.Namespace(ngf=64, netG="global", model="pix2pixHD", explicit=["name"])
     merge_architecture(opt, {"ngf": 16, "netG": "local"}, tmp_path / "latest.pt")
     assert (opt.ngf, opt.netG) == (16, "local")
-    opt = argparse.Namespace(ngf=32, explicit=["ngf"])
+    opt = argparse.Namespace(ngf=32, model="pix2pixHD", explicit=["ngf"])
     with pytest.raises(OptionError, match="was trained with --ngf 16, but --ngf 32 was given"):
         merge_architecture(opt, {"ngf": 16}, tmp_path / "latest.pt")

@@ -80,3 +80,35 @@ def test_saved_options_round_trip(tmp_path):
 def test_test_options_defaults():
     opt = parse_test_options([])
     assert opt.phase == "test" and opt.how_many == 50 and not opt.isTrain
+
+
+def test_a_model_adds_its_own_flags(tmp_path):
+    """SPADE-style hook: the model named by --model (or in the config) adds flags and defaults."""
+    from models.pix2pixhd_model import Pix2PixHDModel
+    from models.registry import MODELS
+
+    class HookModel(Pix2PixHDModel):
+        @staticmethod
+        def add_options(parser, is_train):
+            parser.add_argument("--lambda_extra", type=float, default=2.5)
+            parser.set_defaults(gan_mode="hinge") if is_train else None
+
+    if "hook_test" not in MODELS:
+        MODELS.register("hook_test")(HookModel)
+    opt = parse_train_options(["--model", "hook_test", "--lambda_extra", "4"])
+    assert opt.lambda_extra == 4.0 and opt.gan_mode == "hinge"
+    config = tmp_path / "c.yaml"
+    config.write_text("model: hook_test\nlambda_extra: 1.5\n")
+    assert parse_train_options(["--config", str(config)]).lambda_extra == 1.5
+    with pytest.raises(OptionError, match="unrecognized arguments: --lambda_extra"):
+        parse_train_options(["--lambda_extra", "4"])
+
+
+def test_discriminator_learning_rate_and_beta2():
+    from synth.trainer import learning_rate
+
+    opt = parse_train_options(["--lr", "1e-4", "--lr_D", "4e-4", "--beta1", "0", "--beta2", "0.9", "--niter", "1",
+                               "--niter_decay", "2"])
+    assert learning_rate(opt, 1, "G") == 1e-4 and learning_rate(opt, 1, "D") == 4e-4
+    assert learning_rate(opt, 3, "D") == pytest.approx(2e-4)
+    assert learning_rate(parse_train_options([]), 1, "D") == 2e-4  # --lr_D 0: same as --lr
