@@ -7,6 +7,7 @@ The merged options are an ``argparse.Namespace``; ``opt.explicit`` holds the fla
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,20 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
     if opt.amp == "fp16" and not opt.device.startswith("cuda"):
-        raise OptionError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+        raise OptionError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 (fast only with native bf16)")
+    if opt.amp == "bf16" and opt.device == "cpu" and not cpu_has_native_bf16():
+        print("warning: this CPU has no native bf16 (AVX512-BF16/AMX): --amp bf16 will be much slower than fp32",
+              file=sys.stderr)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions natively here (else they are emulated, many times slower)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_device_name(device: str, gpu_ids: str | None) -> str:
