@@ -69,6 +69,10 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--nThreads", type=int, default=2, help="data loader worker processes")
     g.add_argument("--max_dataset_size", type=int, default=0, help="use at most this many samples (0: all)")
     g.add_argument("--no_instance", action="store_true", help="no instance maps as input")
+    g.add_argument("--need_edges", action="store_true",
+                   help="add Canny edges of the photo to each sample (set by models that use them, e.g. ecgan)")
+    g.add_argument("--canny_low", type=float, default=0.075, help="Canny low threshold, fraction of max gradient")
+    g.add_argument("--canny_high", type=float, default=0.175, help="Canny high threshold, fraction of max gradient")
 
     g = parser.add_argument_group("generator")
     g.add_argument("--netG", type=str, default="global", help="global | local")

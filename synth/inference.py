@@ -67,16 +67,25 @@ def run_inference(opt: argparse.Namespace) -> Path:
         with torch.inference_mode(), autocast(opt):
             for batch in loader:
                 semantics, real = model.encode_input(batch)
-                fake = model(model.generator_input(semantics, features(batch, real)))
+                fake, extra = _synthesize(model, model.generator_input(semantics, features(batch, real)))
                 for i, key in enumerate(batch["key"]):
                     if len(rows) >= total:
                         break
-                    rows.append(_write_sample(out_dir, key, visuals_of(batch, fake, i, opt.label_nc)))
+                    rows.append(_write_sample(out_dir, key, visuals_of(batch, fake, i, opt.label_nc, extra)))
                     bar.update(1)
                 if len(rows) >= total:
                     break
     title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}"
     return write_html_page(out_dir / "index.html", title, rows)
+
+
+def _synthesize(model: LayoutModel, generator_input: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The synthesized image, plus the extra images of a model with ``inference_visuals`` (ECGAN's edge map...)."""
+    extra_visuals = getattr(model, "inference_visuals", None)
+    if extra_visuals is None:
+        return model(generator_input), {}
+    extra = dict(extra_visuals(generator_input))
+    return extra.pop("synthesized_image"), extra
 
 
 FeatureSource = Callable[[dict, torch.Tensor | None], torch.Tensor | None]

@@ -109,13 +109,18 @@ class RunLogger:
             self.wandb = None
 
 
-def visuals_of(batch: dict, fake: torch.Tensor, i: int, label_nc: int) -> dict[str, np.ndarray]:
-    """Sample ``i`` of a batch as pictures: input_label, synthesized_image and, when present, real_image."""
+def visuals_of(
+    batch: dict, fake: torch.Tensor, i: int, label_nc: int, extra: dict[str, torch.Tensor] | None = None
+) -> dict[str, np.ndarray]:
+    """Sample ``i`` of a batch as pictures: input_label, synthesized_image, each ``extra`` image a model adds
+    (e.g. ECGAN's edge_map) and, when present, real_image."""
     label = batch["label"][i]
     visuals = {
         "input_label": colorize_label(label[0], label_nc) if label_nc else tensor_to_image(label.float()),
         "synthesized_image": tensor_to_image(fake[i]),
     }
+    for kind, images in (extra or {}).items():
+        visuals[kind] = tensor_to_image(images[i])
     if "image" in batch:
         visuals["real_image"] = tensor_to_image(batch["image"][i])
     return visuals

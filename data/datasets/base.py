@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from data.edges import edge_tensor
 from data.io import read_image, read_instance, read_label
 from data.transforms import apply_to_image, apply_to_label, choose_params
 from synth.errors import DataError, OptionError
@@ -125,8 +126,9 @@ class LayoutDataset(Dataset):
       - ``find_samples(self) -> list[Sample]``: the examples, paired (use ``list_image_files`` and ``pair_files``);
       - optionally ``remap_label(self, arr) -> arr``: dataset ids -> model ids (255 = don't care).
     ``__getitem__`` returns a dict: ``label`` LongTensor[1,H,W], ``inst`` LongTensor[1,H,W] (unless
-    ``opt.no_instance``), ``image`` FloatTensor[3,H,W] in [-1,1] (when the sample has a photo), ``key``,
-    ``label_path``. Augmentation draws from ``random.Random(f"{seed}-{epoch}-{index}")``: call ``set_epoch``.
+    ``opt.no_instance``), ``image`` FloatTensor[3,H,W] in [-1,1] (when the sample has a photo), ``edge``
+    FloatTensor[1,H,W] in [-1,1] (Canny edges of that photo, with ``opt.need_edges``), ``key``, ``label_path``.
+    Augmentation draws from ``random.Random(f"{seed}-{epoch}-{index}")``: call ``set_epoch``.
     """
 
     def __init__(self, opt: Any) -> None:
@@ -192,7 +194,10 @@ class LayoutDataset(Dataset):
         if sample.image is not None:
             image = read_image(sample.image)
             _check_same_size(sample.image, image.shape, sample.label, label.shape)
-            item["image"] = _image_tensor(apply_to_image(image, params))
+            image = apply_to_image(image, params)
+            item["image"] = _image_tensor(image)
+            if getattr(opt, "need_edges", False):  # on the transformed photo, so edges align with the crop/flip
+                item["edge"] = edge_tensor(image, opt.canny_low, opt.canny_high)
         return item
 
     def _instance(self, sample: Sample, label_shape: tuple[int, ...], params: Any) -> torch.Tensor:

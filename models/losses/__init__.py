@@ -1,7 +1,18 @@
-"""Losses: adversarial, feature matching and VGG perceptual."""
+"""Losses: adversarial, feature matching, VGG perceptual, and ECGAN's pixel contrast and similarity."""
 
+from models.losses.contrastive import PixelContrastLoss, pixel_contrast_loss
 from models.losses.feature_matching import feature_matching_loss
 from models.losses.gan import GAN_MODES, GANLoss
+from models.losses.similarity import similarity_loss
 from models.losses.vgg_perceptual import VGG_LAYER_WEIGHTS, VGGLoss
 
-__all__ = ["GAN_MODES", "GANLoss", "VGG_LAYER_WEIGHTS", "VGGLoss", "feature_matching_loss"]
+__all__ = [
+    "GAN_MODES",
+    "GANLoss",
+    "PixelContrastLoss",
+    "VGG_LAYER_WEIGHTS",
+    "VGGLoss",
+    "feature_matching_loss",
+    "pixel_contrast_loss",
+    "similarity_loss",
+]

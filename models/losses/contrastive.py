@@ -1,0 +1,93 @@
+"""ECGAN's pixel-wise contrastive loss across the layouts of a batch (and a memory bank of past batches).
+
+For an anchor embedding i with positives P_i (same class) and negatives N_i (other classes), all L2-normalised:
+    L_i = mean_{i+ in P_i} -log( exp(i.i+/tau) / (exp(i.i+/tau) + sum_{i- in N_i} exp(i.i-/tau)) ).
+Defaults follow the cross-image pixel contrast of Wang et al. (ICCV 2021): 256-d projection, tau 0.1, at most
+1024 sampled anchors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def pixel_contrast_loss(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    bank_embeddings: torch.Tensor | None = None,
+    bank_labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean of L_i over anchors ``embeddings`` [A, D] (normalised) with class ``labels`` [A] that have a positive.
+
+    Keys are the other anchors plus the (detached) bank; an anchor is never its own positive.
+    """
+    keys, key_labels = embeddings, labels
+    if bank_embeddings is not None and bank_embeddings.shape[0] > 0:
+        keys = torch.cat([embeddings, bank_embeddings.to(embeddings.dtype)], dim=0)
+        key_labels = torch.cat([labels, bank_labels])
+    logits = embeddings @ keys.t() / temperature  # [A, K]
+    same = labels[:, None] == key_labels[None, :]
+    not_self = torch.ones_like(same)
+    not_self[:, : labels.shape[0]].fill_diagonal_(False)
+    positives = same & not_self
+    negatives = ~same
+    neg_lse = logits.masked_fill(~negatives, float("-inf")).logsumexp(dim=1, keepdim=True)  # -inf: no negatives
+    per_pair = torch.logaddexp(logits, neg_lse) - logits  # -log(e^p / (e^p + sum e^n))
+    n_pos = positives.sum(dim=1)
+    per_anchor = (per_pair * positives).sum(dim=1) / n_pos.clamp(min=1)
+    has_pos = n_pos > 0
+    if not bool(has_pos.any()):
+        return embeddings.sum() * 0.0
+    return per_anchor[has_pos].mean()
+
+
+def sample_pixels(labels: torch.Tensor, ignore_index: int, max_samples: int, generator=None) -> torch.Tensor:
+    """Flat indices of up to ``max_samples`` labelled pixels of the whole batch, class-balanced (each present
+    class equally likely), so small objects get anchors too."""
+    flat = labels.reshape(-1)
+    valid = flat != ignore_index
+    if not bool(valid.any()):
+        return flat.new_zeros(0)
+    counts = torch.bincount(flat[valid])
+    weights = torch.where(valid, 1.0 / counts.clamp(min=1)[flat.clamp(0, counts.numel() - 1)].float(), 0.0)
+    n = min(max_samples, int(valid.sum()))
+    return torch.multinomial(weights, n, replacement=False, generator=generator)
+
+
+class PixelContrastLoss(nn.Module):
+    """The contrastive term: samples anchor pixels of the batch, projects nothing itself (the model's projection
+    head does), and keeps a FIFO memory bank of past embeddings (a buffer, not checkpointed)."""
+
+    def __init__(self, dim: int, temperature: float = 0.1, max_anchors: int = 1024, memory_size: int = 0) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.max_anchors = max_anchors
+        self.memory_size = memory_size
+        self.register_buffer("bank", torch.zeros(memory_size, dim), persistent=False)
+        self.register_buffer("bank_labels", torch.full((memory_size,), -1, dtype=torch.long), persistent=False)
+        self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long), persistent=False)
+        self.bank_filled = 0
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Loss of anchor ``embeddings`` [A, D] (normalised) with ``labels`` [A]; then they enter the bank."""
+        n = self.bank_filled
+        loss = pixel_contrast_loss(
+            embeddings, labels, self.temperature,
+            self.bank[:n] if n else None, self.bank_labels[:n] if n else None,
+        )
+        if self.memory_size and self.training:
+            self._enqueue(embeddings.detach(), labels)
+        return loss
+
+    @torch.no_grad()
+    def _enqueue(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+        """Write the newest embeddings over the oldest (ring buffer; no host sync but the fill counter)."""
+        take = min(embeddings.shape[0], self.memory_size)
+        slots = (self.bank_ptr + torch.arange(take, device=self.bank.device)) % self.memory_size
+        self.bank[slots] = F.normalize(embeddings[:take].to(self.bank.dtype), dim=1)
+        self.bank_labels[slots] = labels[:take]
+        self.bank_ptr.copy_((self.bank_ptr + take) % self.memory_size)
+        self.bank_filled = min(self.bank_filled + take, self.memory_size)
