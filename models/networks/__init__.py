@@ -11,6 +11,7 @@ from models.networks.discriminator import MultiscaleDiscriminator, NLayerDiscrim
 from models.networks.encoder import InstanceEncoder
 from models.networks.generator_global import GlobalGenerator
 from models.networks.generator_local import EnhancerBranch, LocalEnhancer
+from models.networks.generator_modulated import ModulatedGenerator
 from models.networks.norm import norm_layer
 from models.networks.vgg import VGG19Features, load_vgg19_weights
 from models.registry import DISCRIMINATORS, ENCODERS, GENERATORS
@@ -20,6 +21,7 @@ __all__ = [
     "GlobalGenerator",
     "InstanceEncoder",
     "LocalEnhancer",
+    "ModulatedGenerator",
     "MultiscaleDiscriminator",
     "NLayerDiscriminator",
     "ResnetBlock",

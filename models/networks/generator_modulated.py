@@ -1,0 +1,221 @@
+"""A style-modulated global generator: every normalisation layer takes per-instance, per-layer (gamma, beta) codes
+broadcast through the instance masks (GH-Feat's "Y space", here one code per instance instead of per image).
+
+Codes are a list with one tensor per modulated layer, ``codes[l]`` of shape ``[N, num_codes[l]]`` (gamma then
+beta, ``num_codes[l] = 2 * channels``), whose rows follow ``index_segments(segments).keys``: the instances of
+the batch sorted by (image, instance id). A layer's features ``x`` become ``norm(x) * (1 + gamma) + beta``.
+
+Layer groups (one convention, used by the encoders, the GH-Feat model and ``synth.ghfeat``): a layer at
+down-sampling level ``k`` (its resolution is the input's / 2**k) of a generator with ``n`` down-samplings is
+``fine`` when 3k < n, ``coarse`` when 3k > 2n, else ``mid``. With n = 3: fine = full resolution (stem, last
+up-sampling), mid = 1/2 and 1/4, coarse = 1/8 (last down-sampling and every residual block).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.networks.blocks import output_head
+from models.networks.instance_pool import MAX_SEGMENT_ID
+from models.registry import GENERATORS
+from synth.errors import OptionError
+
+GROUPS = ("coarse", "mid", "fine")
+Codes = list[torch.Tensor]
+
+
+def layer_group(level: int, n_downsampling: int) -> str:
+    """The group of a layer at down-sampling ``level`` (see the module docstring)."""
+    if 3 * level < n_downsampling:
+        return "fine"
+    if 3 * level > 2 * n_downsampling:
+        return "coarse"
+    return "mid"
+
+
+@dataclass
+class SegmentIndex:
+    """The instances of a batch: ``keys`` [N] (image * 2**16 + id, sorted) and ``index`` [B,1,H,W] (row of each
+    pixel's instance in ``keys``). Ids that have no pixel never appear, so empty masks take no part."""
+
+    index: torch.Tensor
+    keys: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.keys.shape[0])
+
+    def image_of(self) -> torch.Tensor:
+        """[N] batch position of each instance."""
+        return torch.div(self.keys, MAX_SEGMENT_ID, rounding_mode="floor")
+
+    def id_of(self) -> torch.Tensor:
+        """[N] instance id of each instance."""
+        return self.keys % MAX_SEGMENT_ID
+
+
+def index_segments(segments: torch.Tensor) -> SegmentIndex:
+    """Compact per-batch instance numbering of ``segments`` [B,1,H,W] (ids in [0, 2**16))."""
+    batch = segments.shape[0]
+    offsets = torch.arange(batch, device=segments.device).view(batch, 1, 1, 1) * MAX_SEGMENT_ID
+    keys, inverse = torch.unique(segments.long() + offsets, sorted=True, return_inverse=True)
+    return SegmentIndex(inverse.view(segments.shape), keys)
+
+
+def pool_instances(features: torch.Tensor, index: SegmentIndex) -> torch.Tensor:
+    """Mean of ``features`` [B,C,h,w] inside each instance -> [N, C], area-weighted at any resolution.
+
+    Features coarser than the mask are nearest-upsampled first, so every instance with a pixel gets a vector
+    at every level (none vanishes at a coarse level) and averaging equals area-weighted pooling of the cells."""
+    height, width = index.index.shape[-2:]
+    if features.shape[-2:] != (height, width):
+        features = F.interpolate(features, size=(height, width), mode="nearest")
+    channels = features.shape[1]
+    flat = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    rows = index.index.reshape(-1)
+    sums = flat.new_zeros(index.count, channels).index_add_(0, rows, flat)
+    counts = flat.new_zeros(index.count).index_add_(0, rows, flat.new_ones(rows.shape[0]))
+    return sums / counts.clamp(min=1).unsqueeze(1)
+
+
+def instance_weights(index: SegmentIndex, levels: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Soft instance masks per level: ``[B,N,H/2**k,W/2**k]`` holding each instance's share of every cell."""
+    batch = index.index.shape[0]
+    one_hot = torch.zeros(batch, index.count, *index.index.shape[-2:], dtype=dtype, device=index.index.device)
+    one_hot.scatter_(1, index.index, 1.0)
+    weights = [one_hot]
+    for _ in range(levels):
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    return weights
+
+
+class ModulatedNorm(nn.Module):
+    """Parameter-free normalisation followed by ``x * (1 + gamma) + beta`` from a modulation map (or none)."""
+
+    def __init__(self, channels: int, norm: str = "instance") -> None:
+        super().__init__()
+        if norm == "instance":
+            self.norm: nn.Module = nn.InstanceNorm2d(channels, affine=False)
+        elif norm == "batch":
+            self.norm = nn.BatchNorm2d(channels, affine=False)
+        else:
+            raise OptionError(f"the modulated generator takes --norm instance or batch, not '{norm}'")
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor, modulation: torch.Tensor | None) -> torch.Tensor:
+        x = self.norm(x)
+        if modulation is None:
+            return x
+        gamma, beta = modulation.to(x.dtype).split(self.channels, dim=1)
+        return x * (1 + gamma) + beta
+
+
+class _ConvNormAct(nn.Module):
+    """conv (or transposed conv), modulated norm, ReLU: one modulated layer."""
+
+    def __init__(self, conv: nn.Module, channels: int, norm: str) -> None:
+        super().__init__()
+        self.conv, self.norm = conv, ModulatedNorm(channels, norm)
+
+    def forward(self, x: torch.Tensor, modulate) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x), modulate(self.norm)))
+
+
+class ModulatedResnetBlock(nn.Module):
+    """pix2pixHD's residual block with both norms modulated."""
+
+    def __init__(self, dim: int, norm: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3))
+        self.norm1 = ModulatedNorm(dim, norm)
+        self.conv2 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3))
+        self.norm2 = ModulatedNorm(dim, norm)
+
+    def forward(self, x: torch.Tensor, modulate) -> torch.Tensor:
+        y = F.relu(self.norm1(self.conv1(x), modulate(self.norm1)))
+        return x + self.norm2(self.conv2(y), modulate(self.norm2))
+
+
+@GENERATORS.register("modulated")
+class ModulatedGenerator(nn.Module):
+    """pix2pixHD's global generator (stem, down, residual blocks, up, head) with every norm modulated per instance.
+
+    ``forward(x, segments, codes)``; with ``codes=None`` every modulation is zero (gamma = beta = 0). Per layer:
+    ``layer_levels`` (down-sampling level), ``layer_channels``, ``num_codes`` (2 * channels) and ``layer_groups``;
+    ``group_layers`` maps each group to its layer numbers. Input sizes must divide by ``size_multiple``.
+    """
+
+    def __init__(self, input_nc: int, output_nc: int, ngf: int = 64, n_downsampling: int = 3, n_blocks: int = 9,
+                 norm: str = "instance") -> None:
+        super().__init__()
+        if n_downsampling < 2:
+            raise OptionError("the modulated generator needs --n_downsample_global >= 2 (coarse, mid, fine groups)")
+        self.size_multiple = 2**n_downsampling
+        self.n_downsampling = n_downsampling
+        width = ngf * 2**n_downsampling
+        self.stem = _ConvNormAct(nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7)), ngf, norm)
+        self.down = nn.ModuleList(
+            _ConvNormAct(nn.Conv2d(ngf * 2**i, ngf * 2 ** (i + 1), 3, stride=2, padding=1), ngf * 2 ** (i + 1), norm)
+            for i in range(n_downsampling)
+        )
+        self.blocks = nn.ModuleList(ModulatedResnetBlock(width, norm) for _ in range(n_blocks))
+        self.up = nn.ModuleList(
+            _ConvNormAct(nn.ConvTranspose2d(width // 2**i, width // 2 ** (i + 1), 3, stride=2, padding=1,
+                                            output_padding=1), width // 2 ** (i + 1), norm)
+            for i in range(n_downsampling)
+        )
+        self.head = output_head(ngf, output_nc)
+        levels = [0, *range(1, n_downsampling + 1), *[n_downsampling] * (2 * n_blocks),
+                  *range(n_downsampling - 1, -1, -1)]
+        norms = [self.stem.norm, *(s.norm for s in self.down), *(n for b in self.blocks for n in (b.norm1, b.norm2)),
+                 *(s.norm for s in self.up)]
+        self._layer_of = {id(n): i for i, n in enumerate(norms)}
+        self.layer_levels = levels
+        self.layer_channels = [n.channels for n in norms]
+        self.num_codes = [2 * c for c in self.layer_channels]
+        self.layer_groups = [layer_group(k, n_downsampling) for k in levels]
+        self.group_layers = {g: [i for i, name in enumerate(self.layer_groups) if name == g] for g in GROUPS}
+
+    @classmethod
+    def from_options(cls, opt: Any, input_nc: int) -> ModulatedGenerator:
+        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc)."""
+        return cls(input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm)
+
+    def modulations(self, segments: torch.Tensor, codes: Codes, dtype: torch.dtype):
+        """A function ``norm -> [B, 2C, h, w]`` map painting each instance's code of that layer over its mask."""
+        if len(codes) != len(self.num_codes):
+            raise ValueError(f"expected {len(self.num_codes)} per-layer codes, got {len(codes)}")
+        weights = instance_weights(index_segments(segments), self.n_downsampling, dtype)
+
+        def modulate(norm: ModulatedNorm) -> torch.Tensor:
+            layer = self._layer_of[id(norm)]
+            return torch.einsum("bnhw,nc->bchw", weights[self.layer_levels[layer]], codes[layer].to(dtype))
+
+        return modulate
+
+    def forward(self, x: torch.Tensor, segments: torch.Tensor | None = None, codes: Codes | None = None
+                ) -> torch.Tensor:
+        """Layout input [B,input_nc,H,W], instance ids [B,1,H,W] and per-layer codes -> image in [-1, 1]."""
+        if codes is None or segments is None:
+            def modulate(norm: ModulatedNorm) -> None:
+                return None
+        else:
+            modulate = self.modulations(segments, codes, x.dtype)
+        x = self.stem(x, modulate)
+        for stage in self.down:
+            x = stage(x, modulate)
+        for block in self.blocks:
+            x = block(x, modulate)
+        for stage in self.up:
+            x = stage(x, modulate)
+        return self.head(x)
+
+
+def group_slices(codes: Codes, layers: list[int]) -> torch.Tensor:
+    """The codes of ``layers`` concatenated per instance: [N, sum of their num_codes]."""
+    return torch.cat([codes[i] for i in layers], dim=1)

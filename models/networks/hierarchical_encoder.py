@@ -1,0 +1,119 @@
+"""Encoders from an image and its instance map to the modulated generator's per-instance, per-layer codes.
+
+``HierarchicalEncoder`` is GH-Feat's encoder for layouts: a small ResNet with a feature pyramid (FPN); at each of
+its three levels the features are average-pooled inside every instance; the deepest level's instance vector is
+added into the two shallower ones; heads map the deepest level to the coarse layers' codes, the middle one to the
+mid layers' and the shallowest to the fine layers' (groups as in ``generator_modulated``).
+
+``PooledCodeEncoder`` is the baseline and the modulated model's own encoder: pix2pixHD's instance encoder (one
+pooled ``feat_num``-vector per instance) followed by one affine map per layer.
+
+Both return codes as ``generator_modulated`` defines them: ``codes[l]`` is ``[N, num_codes[l]]``, rows ordered
+like ``index_segments(segments).keys``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.networks.generator_global import GlobalGenerator
+from models.networks.generator_modulated import GROUPS, Codes, index_segments, pool_instances
+
+#: The pyramid level (0 shallowest) whose instance vectors feed each group's head.
+GROUP_LEVEL = {"fine": 0, "mid": 1, "coarse": 2}
+
+
+class _ResidualBlock(nn.Module):
+    """Normalisation-free basic block (two 3x3 convs, leaky ReLU); stride 2 halves the size with a 1x1 skip.
+
+    No normalisation: per-image statistics would wash out absolute colour, which the codes must keep."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1, stride=stride) if stride != 1 or in_channels != \
+            out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+        return F.leaky_relu(self.skip(x) + y, 0.2)
+
+
+class HierarchicalEncoder(nn.Module):
+    """ResNet backbone (levels at 1/2, 1/4, 1/8) + FPN + per-instance pooling per level + per-group heads."""
+
+    def __init__(self, input_nc: int, num_codes: list[int], layer_groups: list[str], width: int = 32) -> None:
+        super().__init__()
+        self.num_codes, self.layer_groups = list(num_codes), list(layer_groups)
+        self.stem = nn.Sequential(nn.Conv2d(input_nc, width, 3, padding=1), nn.LeakyReLU(0.2))
+        widths = [width, 2 * width, 4 * width]
+        self.stages = nn.ModuleList()
+        previous = width
+        for channels in widths:
+            self.stages.append(nn.Sequential(_ResidualBlock(previous, channels, 2),
+                                             _ResidualBlock(channels, channels, 1)))
+            previous = channels
+        pyramid = 2 * width
+        self.lateral = nn.ModuleList(nn.Conv2d(c, pyramid, 1) for c in widths)
+        self.smooth = nn.ModuleList(nn.Conv2d(pyramid, pyramid, 3, padding=1) for _ in widths)
+        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g] for g in GROUPS}
+        self.heads = nn.ModuleDict({
+            g: nn.Sequential(nn.Linear(pyramid, pyramid), nn.LeakyReLU(0.2),
+                             nn.Linear(pyramid, sum(self.num_codes[i] for i in layers)))
+            for g, layers in self.group_layers.items() if layers
+        })
+
+    def pyramid(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """FPN outputs, shallowest (1/2) first; any input size (upsampling follows the lateral's size)."""
+        x = self.stem(image)
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        top = self.lateral[-1](features[-1])
+        outputs = [self.smooth[-1](top)]
+        for level in range(len(features) - 2, -1, -1):
+            lateral = self.lateral[level](features[level])
+            top = lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest")
+            outputs.insert(0, self.smooth[level](top))
+        return outputs
+
+    def instance_vectors(self, image: torch.Tensor, segments: torch.Tensor) -> list[torch.Tensor]:
+        """[N, pyramid width] per level, the deepest level's vector added into the shallower ones."""
+        index = index_segments(segments)
+        pooled = [pool_instances(level, index) for level in self.pyramid(image)]
+        return [v + pooled[-1] for v in pooled[:-1]] + [pooled[-1]]
+
+    def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
+        """[B,3,H,W] image and [B,1,H,W] instance ids -> per-layer codes."""
+        vectors = self.instance_vectors(image, segments)
+        codes: list[torch.Tensor | None] = [None] * len(self.num_codes)
+        for group, layers in self.group_layers.items():
+            if not layers:
+                continue
+            out = self.heads[group](vectors[GROUP_LEVEL[group]])
+            for layer, chunk in zip(layers, out.split([self.num_codes[i] for i in layers], dim=1), strict=True):
+                codes[layer] = chunk
+        return codes  # type: ignore[return-value]
+
+
+class PooledCodeEncoder(nn.Module):
+    """pix2pixHD's instance encoder (``feat_num`` channels, average-pooled per instance) + per-layer affine maps."""
+
+    def __init__(self, input_nc: int, num_codes: list[int], feat_num: int = 8, nef: int = 16,
+                 n_downsampling: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        self.net = GlobalGenerator(input_nc, feat_num, nef, n_downsampling, n_blocks=0, norm=norm)
+        self.size_multiple = self.net.size_multiple
+        self.affines = nn.ModuleList(nn.Linear(feat_num, n) for n in num_codes)
+
+    def instance_vectors(self, image: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+        """[N, feat_num]: the encoder's output averaged inside each instance."""
+        return pool_instances(self.net(image), index_segments(segments))
+
+    def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
+        vectors = self.instance_vectors(image, segments)
+        return [affine(vectors) for affine in self.affines]

@@ -1,0 +1,201 @@
+"""GH-Feat at tiny size: the modulated generator's layer groups and codes, per-instance pooling, the encoders'
+code shapes, frozen-generator training (R1 included), eval determinism, style mixing and the retrieval/probe
+helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.ghfeat_model import GHFeatModel
+from models.networks.generator_modulated import (
+    ModulatedGenerator,
+    index_segments,
+    instance_weights,
+    layer_group,
+    pool_instances,
+)
+from models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
+from options import parse_test_options, parse_train_options
+from synth import ghfeat as gf
+from synth.errors import OptionError
+from synth.inference import load_generator
+from synth.trainer import Trainer
+from tests.conftest import tiny_flags
+
+
+def _segments() -> torch.Tensor:
+    """Two 16x16 instance maps: image 0 has ids 0, 1, 2000 (2000 a single pixel); image 1 has 0 and 3000."""
+    seg = torch.zeros(2, 1, 16, 16, dtype=torch.int64)
+    seg[0, 0, 8:, :] = 1
+    seg[0, 0, 3, 5] = 2000
+    seg[1, 0, 4:12, 4:12] = 3000
+    return seg
+
+
+def test_layer_group_convention():
+    assert [layer_group(k, 3) for k in range(4)] == ["fine", "mid", "mid", "coarse"]
+    assert [layer_group(k, 2) for k in range(3)] == ["fine", "mid", "coarse"]
+    assert [layer_group(k, 4) for k in range(5)] == ["fine", "fine", "mid", "coarse", "coarse"]
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=3, n_blocks=2)
+    assert g.layer_levels == [0, 1, 2, 3, 3, 3, 3, 3, 2, 1, 0]
+    assert g.layer_groups == ["fine", "mid", "mid", "coarse", "coarse", "coarse", "coarse", "coarse", "mid", "mid",
+                              "fine"]
+    assert g.num_codes == [8, 16, 32, 64, 64, 64, 64, 64, 32, 16, 8]
+    assert sorted(i for layers in g.group_layers.values() for i in layers) == list(range(11))
+
+
+def test_pooling_ignores_empty_masks_and_keeps_tiny_instances_at_every_level():
+    seg = _segments()
+    index = index_segments(seg)
+    assert index.keys.tolist() == [0, 1, 2000, (1 << 16) + 0, (1 << 16) + 3000]  # absent ids take no row
+    values = torch.randn(2, 3, 16, 16)
+    pooled = pool_instances(values, index)
+    assert torch.allclose(pooled[2], values[0, :, 3, 5])
+    assert torch.allclose(pooled[4], values[1, :, 4:12, 4:12].mean(dim=(1, 2)))
+    coarse = pool_instances(torch.randn(2, 3, 2, 2), index)  # a 1-pixel instance still gets its cell's vector
+    assert torch.isfinite(coarse).all() and coarse.abs().sum(1).gt(0).all()
+    weights = instance_weights(index, 3, torch.float32)
+    assert [w.shape[-1] for w in weights] == [16, 8, 4, 2]
+    for w in weights:  # shares of each cell sum to one; each instance keeps its area at every level
+        assert torch.allclose(w.sum(1), torch.ones_like(w.sum(1)))
+        assert torch.allclose(w.sum(dim=(0, 2, 3)) * (16 // w.shape[-1]) ** 2, weights[0].sum(dim=(0, 2, 3)))
+
+
+def test_encoders_emit_one_code_per_instance_and_layer():
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
+    seg, image = _segments(), torch.randn(2, 3, 16, 16)
+    for encoder in (HierarchicalEncoder(3, g.num_codes, g.layer_groups, width=4),
+                    PooledCodeEncoder(3, g.num_codes, feat_num=3, nef=4, n_downsampling=2)):
+        codes = encoder(image, seg)
+        assert [tuple(c.shape) for c in codes] == [(5, n) for n in g.num_codes]
+        out = g(torch.randn(2, 6, 16, 16), seg, codes)
+        assert out.shape == (2, 3, 16, 16)
+
+
+def test_hierarchical_encoder_heads_read_their_levels():
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
+    enc = HierarchicalEncoder(3, g.num_codes, g.layer_groups, width=4)
+    seg, image = _segments(), torch.randn(2, 3, 16, 16)
+    vectors = enc.instance_vectors(image, seg)
+    pooled = [pool_instances(level, index_segments(seg)) for level in enc.pyramid(image)]
+    assert torch.allclose(vectors[0], pooled[0] + pooled[2]) and torch.allclose(vectors[1], pooled[1] + pooled[2])
+    assert torch.equal(vectors[2], pooled[2])
+    codes = enc(image, seg)
+    fine = enc.heads["fine"](vectors[0])
+    assert torch.equal(torch.cat([codes[i] for i in g.group_layers["fine"]], 1), fine)
+
+
+def test_zero_codes_equal_no_modulation():
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1).eval()
+    x, seg = torch.randn(2, 6, 16, 16), _segments()
+    zeros = [torch.zeros(5, n) for n in g.num_codes]
+    assert torch.allclose(g(x, seg, zeros), g(x), atol=1e-6)
+
+
+def test_mix_codes_swaps_exactly_the_groups_codes():
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=3, n_blocks=1)
+    rec = [torch.randn(4, n) for n in g.num_codes]
+    don = [torch.randn(3, n) for n in g.num_codes]
+    for group, layers in g.group_layers.items():
+        mixed = gf.mix_codes(rec, don, layers, [(1, 2)])
+        for layer, (m, r, d) in enumerate(zip(mixed, rec, don, strict=True)):
+            expected = r.clone()
+            if layer in layers:
+                expected[1] = d[2]
+            assert torch.equal(m, expected), (group, layer)
+
+
+def test_retrieval_and_probe_helpers():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    labels = np.repeat(np.arange(3), 20)
+    x = centres[labels] + 0.05 * rng.normal(size=(60, 8))
+    found = gf.retrieve(x, x, k=5, exclude=np.arange(60))
+    assert not (found == np.arange(60)[:, None]).any()
+    assert gf.precision_at_k(found, labels, labels) == 1.0
+    assert gf.linear_probe(x[::2], labels[::2], x[1::2], labels[1::2]) == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(demo_root, tmp_path_factory):
+    """A modulated run and a GH-Feat run on top of it, 2 iterations each."""
+    ck = tmp_path_factory.mktemp("ghfeat")
+    Trainer(parse_train_options(tiny_flags(demo_root, ck, "mod") + ["--model", "modulated", "--max_iters", "2"])
+            ).train()
+    return demo_root, ck
+
+
+def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs):
+    root, ck = tiny_runs
+    trainer = Trainer(parse_train_options(tiny_flags(root, ck, "gh") + [
+        "--model", "ghfeat", "--ghfeat_generator", str(ck / "mod"), "--max_iters", "3"]))
+    model = trainer.model
+    source = torch.load(ck / "mod" / "latest.pt", weights_only=True)["nets"]
+    for key, value in model.netG.state_dict().items():
+        assert torch.equal(value, source["G"][key])
+    for key, value in model.netD.state_dict().items():  # D starts from the pretrained one
+        assert torch.equal(value, source["D"][key])
+    e_before = [p.detach().clone() for p in model.netE.parameters()]
+    batch = next(iter(trainer.loader))
+    out = trainer.train_step(batch)
+    assert set(out.d_losses) == {"D_fake", "D_real", "D_R1"} and torch.isfinite(out.d_losses["D_R1"])
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.netD.parameters())
+    assert all(not p.requires_grad and p.grad is None for p in model.netG.parameters())
+    assert not model.netG.training
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(e_before, model.netE.parameters(), strict=True))
+    for key, value in model.netG.state_dict().items():
+        assert torch.equal(value, source["G"][key])
+    model.train()
+    assert not model.netG.training and model.netE.training
+
+
+def _trained(root, ck, name: str, model: str) -> None:
+    """Train ``name`` (GH-Feat or its baseline on the tiny modulated run) for one iteration unless it exists."""
+    if not (ck / name / "latest.pt").exists():
+        Trainer(parse_train_options(tiny_flags(root, ck, name) + [
+            "--model", model, "--ghfeat_generator", str(ck / "mod"), "--max_iters", "1"])).train()
+
+
+@pytest.mark.parametrize("model_name", ["ghfeat", "ghfeat_baseline"])
+def test_eval_mode_is_deterministic(tiny_runs, model_name):
+    from data import create_dataset
+    from models.pix2pixhd_model import generator_size_multiple
+
+    root, ck = tiny_runs
+    _trained(root, ck, model_name, model_name)
+    opt = parse_test_options(["--name", model_name, "--checkpoints_dir", str(ck), "--device", "cpu"])
+    model = load_generator(opt)
+    assert isinstance(model, GHFeatModel) and not model.training
+    opt.size_multiple = generator_size_multiple(opt)
+    dataset = create_dataset(opt)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    first, second = gf.reconstruct(model, batch), gf.reconstruct(model, batch)
+    assert torch.equal(first, second)
+    mixed = gf.style_mix(model, {k: v[:1] for k, v in batch.items()}, {k: v[1:2] for k, v in batch.items()},
+                         "coarse")
+    assert mixed.shape == first[:1].shape
+
+
+@pytest.mark.slow
+def test_command_line(tiny_runs, tmp_path):
+    root, ck = tiny_runs
+    _trained(root, ck, "cli", "ghfeat")
+    flags = ["--name", "cli", "--checkpoints_dir", str(ck), "--device", "cpu", "--nThreads", "0", "--no_progress",
+             "--results_dir", str(tmp_path)]
+    assert gf.main(["reconstruct", *flags]) == 0
+    assert list((tmp_path / "cli" / "ghfeat").glob("*_reconstruction.png"))
+    assert gf.main(["cluster", *flags, "--n_clusters", "2"]) == 0
+    assert (ck / "cli" / "ghfeat_clusters_002.npz").is_file()
+    assert gf.main(["probe", *flags]) == 0
+    assert gf.main(["retrieve", *flags, "--query", "demo_00000:1", "--k", "3"]) == 0
+    assert gf.main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001", "--group", "fine"]) == 0
+    assert gf.main(["harmonise", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
+                    "--donor_instance", "1"]) == 0
+    assert gf.main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
+                    "--recipient_instance", "99999", "--donor_instance", "0"]) == 2
+
+
+def test_ghfeat_needs_a_modulated_generator_checkpoint(demo_root, tmp_path):
+    with pytest.raises(OptionError, match="--ghfeat_generator"):
+        Trainer(parse_train_options(tiny_flags(demo_root, tmp_path, "x") + ["--model", "ghfeat"]))
