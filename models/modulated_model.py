@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from models.base_model import LayoutModel, StepOutput
-from models.losses import GANLoss, VGGLoss, feature_matching_loss
+from models.losses import GANLoss, VGGLoss
 from models.networks import build_discriminator, build_generator, init_weights
 from models.networks.generator_modulated import Codes, ModulatedGenerator
 from models.networks.hierarchical_encoder import PooledCodeEncoder
@@ -88,17 +88,7 @@ class ModulatedModel(Pix2PixHDModel):
             raise ValueError("training needs real images in the batch")
         segments = self.segment_ids(batch)
         fake = self.synthesize(semantics, segments, self.encode_codes(real, segments))
-        pred_fake, pred_real = self.discriminate(semantics, fake, real)
-        g_losses = {"G_GAN": self.gan_loss(pred_fake, True, for_discriminator=False)}
-        if not self.opt.no_ganFeat_loss:
-            g_losses["G_GAN_Feat"] = feature_matching_loss(pred_fake, pred_real, self.opt.lambda_feat)
-        if not self.opt.no_vgg_loss:
-            g_losses["G_VGG"] = self.vgg_loss(fake, real) * self.opt.lambda_feat
-        d_losses = {
-            "D_fake": 0.5 * self.gan_loss(pred_fake, False, for_discriminator=True),
-            "D_real": 0.5 * self.gan_loss(pred_real, True, for_discriminator=True),
-        }
-        return StepOutput(g_losses, d_losses, fake.detach())
+        return self.pix2pixhd_losses(semantics, fake, real)
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
         return itertools.chain(self.netG.parameters(), self.netE.parameters())

@@ -130,6 +130,10 @@ class Pix2PixHDModel(LayoutModel):
             raise ValueError("training needs real images in the batch")
         features = self.encode_features(real, self.segment_ids(batch)) if self.use_features else None
         fake = self.run("G", self.generator_input(semantics, features))
+        return self.pix2pixhd_losses(semantics, fake, real)
+
+    def pix2pixhd_losses(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> StepOutput:
+        """GAN + feature matching + VGG terms for G, and D's real/fake terms, from one joint D pass."""
         pred_fake, pred_real = self.discriminate(semantics, fake, real)
         g_losses = {"G_GAN": self.gan_loss(pred_fake, True, for_discriminator=False)}
         if not self.opt.no_ganFeat_loss:
