@@ -287,3 +287,13 @@ def fmt_ratio(result: dict, base: dict | None) -> str:
 
 def fmt_mb(result: dict) -> str:
     return "-" if "error" in result else f"{result['peak_rss_mb']:,.0f}"
+
+
+def chosen_configs_and_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                             available: list[str]) -> tuple[list[str], list[str]]:
+    """The comma-separated --configs (each checked against ``available``) and --sizes of a benchmark script."""
+    names = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in names if c not in available]
+    if unknown:
+        parser.error(f"unknown config(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    return names, [s.strip() for s in args.sizes.split(",") if s.strip()]

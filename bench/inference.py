@@ -105,11 +105,7 @@ def main() -> None:
         common.emit_result(run_one(args))
         return
 
-    names = [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = [c for c in names if c not in configs]
-    if unknown:
-        parser.error(f"unknown config(s) {', '.join(unknown)}; available: {', '.join(configs)}")
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    names, sizes = common.chosen_configs_and_sizes(parser, args, configs)
     info = common.machine_info()
     common.print_machine(info)
     info["native_bf16"] = native_bf16 = common.native_bf16()
