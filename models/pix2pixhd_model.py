@@ -132,9 +132,11 @@ class Pix2PixHDModel(LayoutModel):
         fake = self.run("G", self.generator_input(semantics, features))
         return self.pix2pixhd_losses(semantics, fake, real)
 
-    def pix2pixhd_losses(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> StepOutput:
-        """GAN + feature matching + VGG terms for G, and D's real/fake terms, from one joint D pass."""
-        pred_fake, pred_real = self.discriminate(semantics, fake, real)
+    def pix2pixhd_losses(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                         predictions: tuple[Features, Features] | None = None) -> StepOutput:
+        """GAN + feature matching + VGG terms for G, and D's real/fake terms, from one joint D pass (or from the
+        ``(fake, real)`` D outputs a caller already computed for other terms too)."""
+        pred_fake, pred_real = predictions or self.discriminate(semantics, fake, real)
         g_losses = {"G_GAN": self.gan_loss(pred_fake, True, for_discriminator=False)}
         if not self.opt.no_ganFeat_loss:
             g_losses["G_GAN_Feat"] = feature_matching_loss(pred_fake, pred_real, self.opt.lambda_feat)

@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -39,21 +40,27 @@ from synth.runtime import autocast, prepare_networks
 
 class EpochSampler(Sampler[int]):
     """Sample order fixed by (seed, epoch); this rank's share of it (every ``world_size``-th sample, padded to equal
-    shares like DistributedSampler); the first ``skip`` samples of the share dropped when resuming mid-epoch."""
+    shares like DistributedSampler); the first ``skip`` samples of the share dropped when resuming mid-epoch.
 
-    def __init__(self, size: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
+    With ``weights`` (a model's rebalancing), an epoch is ``size`` draws with replacement in those proportions."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1,
+                 weights: torch.Tensor | None = None) -> None:
         self.size, self.seed, self.shuffle = size, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch, self.skip = 1, 0
+        self.weights = weights
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
 
     def order(self) -> list[int]:
         """The whole epoch's order, the same on every rank."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.weights is not None:
+            return torch.multinomial(self.weights.double(), self.size, replacement=True, generator=generator).tolist()
         if not self.shuffle:
             return list(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.size, generator=generator).tolist()
 
     def share_size(self) -> int:
@@ -120,6 +127,7 @@ class Trainer:
         random.seed(opt.seed)
         self.model = MODELS.get(opt.model)(opt, for_training=True).to(self.device)
         prepare_networks(self.model, opt)
+        self._use_sample_weights()
         if opt.load_pretrain and resume_state is None:
             self._load_pretrained_global(opt.load_pretrain)
         self.epoch, self.epoch_iter, self.total_iters, self.total_images = 1, 0, 0, 0
@@ -143,6 +151,17 @@ class Trainer:
         merge_architecture(self.opt, state["options"], path)
         return state
 
+    def _use_sample_weights(self) -> None:
+        """Draw epochs by the model's sampling weights when it has them (e.g. label rebalancing), and say so."""
+        weights = getattr(self.model, "sample_weights", lambda dataset: None)(self.dataset)
+        if weights is None:
+            return
+        self.sampler.weights = torch.as_tensor(weights, dtype=torch.float64)
+        if self.dist.is_main:
+            from synth.attributes import resample_report
+
+            print(f"resampling: {resample_report(np.array(self.sampler.order()))} in epoch 1", flush=True)
+
     def _load_pretrained_global(self, source: str) -> None:
         """pix2pixHD's staged training: start a local enhancer from a trained global generator's checkpoint."""
         if self.opt.netG != "local":
@@ -158,7 +177,9 @@ class Trainer:
         """What G's optimizer updates this epoch (G, and E when used); the rest of the generator side is frozen so
         no gradient is computed for it."""
         chosen = {id(p) for p in self.model.generator_parameters(self.epoch)}
-        generator_side = [p for name, net in self.model.networks().items() if name != "D" for p in net.parameters()]
+        discriminator_side = {id(p) for p in self.model.discriminator_parameters()}
+        generator_side = [p for net in self.model.networks().values() for p in net.parameters()
+                          if id(p) not in discriminator_side]
         for p in generator_side:
             p.requires_grad_(id(p) in chosen)
         return [p for p in generator_side if p.requires_grad]
@@ -173,7 +194,8 @@ class Trainer:
         self.g_params = self._trainable_generator_parameters()
         self.optimizers["G"] = make_adam(self.g_params, self.opt, self.device)
         if self.dist.enabled:  # DDP covers the parameters that train now, so it is rebuilt with the optimizer
-            runners = {name: wrap_ddp(net, self.dist, self.device) for name, net in self.model.networks().items()}
+            runners = {name: wrap_ddp(net, self.dist, self.device) for name, net in self.model.networks().items()
+                       if any(p.requires_grad for p in net.parameters())}  # frozen networks need no DDP
             self.model.use_runners(runners)
 
     # ----- checkpoints -----------------------------------------------------------------------------------
