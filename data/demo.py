@@ -21,8 +21,11 @@ Factors (see ``DemoConfig``):
 * ``hue`` is in [0, 1) (a turn of the colour wheel) and is drawn per object class as
   ``(hue_centres[class - 2] + hue_spread * (u - 0.5)) mod 1``: ``hue_spread = 1`` makes it uniform for
   every class, ``hue_spread = 0`` fixes it per class.
+* ``brightness`` multiplies an object's HSV value and is drawn as ``brightness_min + (1 - brightness_min) *
+  u ** brightness_tail``; with the default ``brightness_min = 1`` it is 1 and nothing is drawn (so the default data
+  stay as they were); a long-tailed attribute for self-conditioned editing.
 
-Stripe orientation, saturation and value are fixed per class, so the class stays visible from texture alone.
+Stripe orientation, saturation and base value are fixed per class, so the class stays visible from texture alone.
 Generation is deterministic: image ``i`` of a split uses its own ``numpy`` Generator seeded with
 ``(seed, split, i)``, so the same config gives byte-identical files and images do not depend on each other.
 """
@@ -77,6 +80,8 @@ class DemoConfig:
     hue_centres: tuple[float, float, float] = (0.0, 0.33, 0.67)  # disc, box, triangle
     hue_spread: float = 0.5  # width of the hue interval around each class centre; 1 = uniform
     noise_std: float = 0.01  # Gaussian pixel noise, in [0, 1] intensity units
+    brightness_min: float = 1.0  # objects' brightness factor in [brightness_min, 1]; 1 = off (fixed)
+    brightness_tail: float = 1.0  # brightness ~ min + (1 - min) * u**tail: large piles instances up near min
 
     def validate(self) -> None:
         """Raise OptionError naming the first field that is out of range."""
@@ -98,6 +103,8 @@ class DemoConfig:
             raise OptionError(f"demo stripe_tail must be > 0, got {self.stripe_tail}")
         if len(self.hue_centres) != len(THING_CLASSES) or not 0 <= self.hue_spread <= 1:
             raise OptionError("demo needs three hue_centres and 0 <= hue_spread <= 1")
+        if not 0 < self.brightness_min <= 1 or not self.brightness_tail > 0:
+            raise OptionError("demo needs 0 < brightness_min <= 1 and brightness_tail > 0")
         if self.noise_std < 0:
             raise OptionError(f"demo noise_std must be >= 0, got {self.noise_std}")
 
@@ -126,6 +133,14 @@ def sample_hue(rng: np.random.Generator, classes: np.ndarray, config: DemoConfig
     """Draw one hue in [0, 1) per object class id: the class centre plus a uniform offset of width hue_spread."""
     centres = np.asarray(config.hue_centres, dtype=np.float64)[np.asarray(classes) - DISC]
     return _wrap_hue(centres + config.hue_spread * (rng.random(len(centres)) - 0.5))
+
+
+def sample_brightness(rng: np.random.Generator, n: int, config: DemoConfig) -> np.ndarray:
+    """Draw n brightness factors min + (1 - min) * u**brightness_tail (all 1, drawing nothing, when off)."""
+    if config.brightness_min >= 1:
+        return np.ones(n)
+    u = rng.random(n)
+    return np.round(config.brightness_min + (1.0 - config.brightness_min) * u**config.brightness_tail, 4)
 
 
 def stripe_bottom_share(stripe_tail: float, fraction: float = 0.3) -> float:
@@ -172,10 +187,12 @@ def _draw_layout(rng: np.random.Generator, config: DemoConfig) -> tuple[np.ndarr
     classes = rng.choice(np.asarray(THING_CLASSES), size=n)
     hues, freqs = sample_hue(rng, classes, config), sample_stripe_freq(rng, n, config)
     phases = np.round(rng.uniform(0, 2 * np.pi, n), 4)
+    brightness = sample_brightness(rng, n, config)
     counters = dict.fromkeys(THING_CLASSES, 0)
     objects = []
     mask = np.zeros((h, w), dtype=np.uint8)
-    for cls, hue, freq, phase in zip(classes.tolist(), hues.tolist(), freqs.tolist(), phases.tolist(), strict=True):
+    for cls, hue, freq, phase, bright in zip(classes.tolist(), hues.tolist(), freqs.tolist(), phases.tolist(),
+                                             brightness.tolist(), strict=True):
         poly = _object_polygon(rng, cls, w, h)
         mask[:] = 0
         cv2.fillPoly(mask, [poly], 1, lineType=cv2.LINE_8)
@@ -184,7 +201,7 @@ def _draw_layout(rng: np.random.Generator, config: DemoConfig) -> tuple[np.ndarr
         inst[mask.astype(bool)] = ident
         y0, y1 = int(poly[:, 1].min()), int(poly[:, 1].max())
         objects.append({"id": ident, "class": cls, "hue": hue, "stripe_freq": freq, "phase": phase,
-                        "shade_y": (y0, max(y1 - y0, 1))})
+                        "brightness": bright, "shade_y": (y0, max(y1 - y0, 1))})
     return inst, objects
 
 
@@ -237,7 +254,7 @@ def _render(rng: np.random.Generator, inst: np.ndarray, instances: list[dict[str
             y0, span = ins["shade_y"]
             shade = 1.0 - 0.15 * np.clip((ys[m] - y0) / span, 0.0, 1.0)
             sat[m] = CLASS_SATURATION[k]
-            val[m] = CLASS_VALUE[k] * (0.65 + 0.35 * stripes) * shade
+            val[m] = CLASS_VALUE[k] * (0.65 + 0.35 * stripes) * shade * ins["brightness"]
     val[_boundaries(inst)] *= 0.6
     hsv = np.stack([hue * 360.0, np.clip(sat, 0, 1), np.clip(val, 0, 1)], axis=-1)
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
@@ -350,8 +367,10 @@ def _metadata(config: DemoConfig, images: dict[str, Any]) -> dict[str, Any]:
                            "(stripe_max - stripe_min) * u ** stripe_tail, u ~ U(0, 1); share in the bottom 30 % "
                            "of the range = 0.3 ** (1 / stripe_tail); null for stuff",
             "phase": "stripe phase in radians, U(0, 2 pi), a nuisance factor",
+            "brightness": "multiplier of the object's HSV value: brightness_min + (1 - brightness_min) * u ** "
+                          "brightness_tail (1 when brightness_min is 1)",
         },
-        "instance_fields": "id, class, hue, stripe_freq, phase (objects only), area (visible pixels), "
+        "instance_fields": "id, class, hue, stripe_freq, phase, brightness (objects only), area (visible pixels), "
                            "bbox [x0, y0, x1, y1) of the visible pixels",
         "images": images,
     }
@@ -435,6 +454,25 @@ def instance_factors(root: str | Path, split: str, things_only: bool = True) -> 
 # ----------------------------------------------------------------------------------------------- CLI
 
 
+# ----------------------------------------------------------------------------------------------- measuring
+
+
+def measure_hue(image: np.ndarray, mask: np.ndarray) -> float:
+    """Circular mean hue (turns of the colour wheel) of an RGB uint8 image inside a boolean mask."""
+    angle = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)[..., 0][mask].astype(np.float64) / 256.0 * 2 * np.pi
+    return float(np.angle(np.exp(1j * angle).mean()) / (2 * np.pi)) % 1.0
+
+
+def hue_distance(a: float, b: float) -> float:
+    """Distance between two hues on the colour wheel, in turns (at most 0.5)."""
+    return min(abs(a - b) % 1.0, 1 - abs(a - b) % 1.0)
+
+
+def measure_brightness(image: np.ndarray, mask: np.ndarray) -> float:
+    """Mean HSV value (max of R, G, B) of an RGB uint8 image inside a boolean mask, in [0, 1]."""
+    return float(image.max(axis=2)[mask].mean() / 255.0)
+
+
 def _parser() -> argparse.ArgumentParser:
     """The synth-demo-data argument parser."""
     d = DemoConfig()
@@ -449,6 +487,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stripe_tail", type=float, default=d.stripe_tail,
                    help="stripe frequency ~ min + range * u**tail; share in bottom 30%% = 0.3**(1/tail)")
     p.add_argument("--hue_spread", type=float, default=d.hue_spread, help="1 = uniform hue for every class")
+    p.add_argument("--brightness_min", type=float, default=d.brightness_min,
+                   help="objects' brightness in [min, 1]; 1 = fixed")
+    p.add_argument("--brightness_tail", type=float, default=d.brightness_tail,
+                   help="brightness ~ min + (1 - min) * u**tail; share in bottom 30%% = 0.3**(1/tail)")
     p.add_argument("--overwrite", action="store_true", help="replace a demo dataset with another config")
     return p
 
@@ -458,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = DemoConfig(width=args.size[0], height=args.size[1], n_train=args.n_train, n_test=args.n_test,
-                            seed=args.seed, stripe_tail=args.stripe_tail, hue_spread=args.hue_spread)
+                            seed=args.seed, stripe_tail=args.stripe_tail, hue_spread=args.hue_spread,
+                            brightness_min=args.brightness_min, brightness_tail=args.brightness_tail)
         start = time.perf_counter()
         root, written = _generate(args.out, config, args.overwrite)
     except SynthError as exc:
@@ -475,8 +518,8 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "DEMO_CLASS_NAMES", "DEMO_LABEL_NC", "DemoConfig", "generate_demo_dataset", "instance_factors",
-    "load_demo_metadata", "main", "render_demo_sample", "sample_hue", "sample_stripe_freq",
-    "stripe_bottom_share",
+    "hue_distance", "load_demo_metadata", "main", "measure_brightness", "measure_hue", "render_demo_sample",
+    "sample_brightness", "sample_hue", "sample_stripe_freq", "stripe_bottom_share",
 ]
 
 if __name__ == "__main__":
