@@ -6,4 +6,5 @@ from models import (
     modulated_model,  # noqa: F401  (registers the modulated model)
     networks,  # noqa: F401  (registers generators and discriminators)
     pix2pixhd_model,  # noqa: F401  (registers the pix2pixHD model)
+    selfcond_model,  # noqa: F401  (registers the self-conditioned model)
 )
