@@ -240,3 +240,27 @@ def test_selfcond_needs_its_inputs(demo_root, tmp_path):
     opt = parse_train_options(tiny_flags(demo_root, tmp_path) + ["--model", "selfcond"])
     with pytest.raises(OptionError, match="--sc_labels"):
         SelfConditionedModel(opt, for_training=True)
+
+
+@pytest.mark.slow
+def test_fine_tuning_under_torchrun_leaves_the_frozen_encoder_out_of_ddp(pretrained, tmp_path):
+    """2 CPU processes (gloo): E has no trainable parameter, so it is not wrapped in DDP (which would refuse it)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from synth.checkpoint import load_checkpoint
+
+    repo = Path(__file__).resolve().parents[1]
+    _, ck, _ = pretrained
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(repo / "train.py"), *_selfcond_flags(pretrained, "sc_ddp"), "--max_iters", "2", "--batchSize", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    tuned, base = load_checkpoint(ck / "sc_ddp" / "latest.pt"), load_checkpoint(ck / "mod" / "latest.pt")
+    assert all(torch.equal(v, base["nets"]["E"][k]) for k, v in tuned["nets"]["E"].items())
+    assert tuned["progress"]["total_iters"] == 2
