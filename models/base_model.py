@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,6 +33,8 @@ class StepOutput:
     g_losses: dict[str, torch.Tensor]
     d_losses: dict[str, torch.Tensor]
     fake: torch.Tensor
+    #: further generated images worth showing on the training page (e.g. ECGAN's edge map), detached
+    visuals: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class LayoutModel(nn.Module):

@@ -191,7 +191,10 @@ class ECGANModel(Pix2PixHDModel):
             g_losses["G_sim"] = opt.lambda_sim * similarity_loss(probs, semantics[:, : self.n_classes], opt.sim_pixels)
         if hasattr(self, "netP"):
             g_losses["G_contrast"] = opt.lambda_contrast * self.contrastive(out["features"], batch)
-        return StepOutput(g_losses, d_losses, final.detach())
+        visuals = {"edge_map": out["edge"].detach()} if "edge" in out else {}
+        if self.netG.has_semantic_preserving:
+            visuals["intermediate_image"] = out["intermediate"].detach()
+        return StepOutput(g_losses, d_losses, final.detach(), visuals)
 
     def contrastive(self, features: torch.Tensor, batch: dict) -> torch.Tensor:
         """The pixel-wise contrastive loss on embeddings of up to --contrast_anchors pixels of the whole batch."""

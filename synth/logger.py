@@ -78,11 +78,13 @@ class RunLogger:
             self.wandb.log({f"loss/{k}": v for k, v in values.items()} | {"epoch": epoch}, step=total_iters)
         return values
 
-    def log_visuals(self, batch: dict, fake: torch.Tensor, epoch: int, total_iters: int) -> None:
-        """Save the first sample's label / synthesized / real images and refresh the training page."""
+    def log_visuals(self, batch: dict, fake: torch.Tensor, epoch: int, total_iters: int,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+        """Save the first sample's label / synthesized / real images (and a model's ``extra`` images, e.g. ECGAN's
+        edge map) and refresh the training page."""
         if self.opt.no_html and self.wandb is None:
             return
-        visuals = visuals_of(batch, fake, 0, self.opt.label_nc)
+        visuals = visuals_of(batch, fake, 0, self.opt.label_nc, extra)
         if not self.opt.no_html:
             stem = f"epoch{epoch:03d}_iter{total_iters:07d}"
             for kind, array in visuals.items():

@@ -301,7 +301,7 @@ class Trainer:
             if self._crossed(opt.print_freq, n):
                 self.logger.log_losses(out, self.epoch, self.epoch_iter, self.total_iters, bar)
             if self._crossed(opt.display_freq, n):
-                self.logger.log_visuals(batch, out.fake, self.epoch, self.total_iters)
+                self.logger.log_visuals(batch, out.fake, self.epoch, self.total_iters, out.visuals)
             if self._crossed(opt.save_latest_freq, n):
                 self.save("latest")
             if opt.max_iters and self.total_iters >= opt.max_iters:

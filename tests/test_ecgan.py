@@ -170,6 +170,11 @@ def test_tiny_ecgan_learns_edges_and_images_then_test_saves_the_edge_map(demo_ro
         trainer.train_step(batch)
     image_after, edge_after = errors()
     assert image_after < 0.9 * image_before and edge_after < 0.85 * edge_before
+    step = trainer.train_step(batch)
+    trainer.logger.log_visuals(batch, step.fake, 1, 21, step.visuals)
+    web = sorted(p.name.split("_", 2)[2] for p in (tmp_path / "tiny" / "web" / "images").glob("*.png"))
+    assert web == ["edge_map.png", "input_label.png", "intermediate_image.png", "real_image.png",
+                   "synthesized_image.png"]  # the training page shows the edge map and I' too
     trainer.save("latest")
     page = run_inference(parse_test_options(["--name", "tiny", "--checkpoints_dir", str(tmp_path), "--dataroot",
                                              str(demo_root), "--results_dir", str(tmp_path / "res"), "--how_many",
