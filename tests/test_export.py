@@ -172,3 +172,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
     assert code == 2
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("error: ") and message in err
+
+
+def test_ecgan_exports_its_final_image(demo_root, tmp_path):
+    """ECGAN's generator (edge branch, attention transfer, semantic-preserving module) exports I'' alone."""
+    flags = tiny_flags(demo_root, tmp_path, "ecgan") + ["--model", "ecgan", "--ngf_label", "4", "--n_blocks_label",
+                                                        "1", "--contrast_dim", "8", "--max_iters", "1"]
+    Trainer(parse_train_options(flags)).train()
+    model = load(tmp_path, "ecgan")
+    path = export_generator_onnx(model, tmp_path / "ecgan.onnx", 32, 32)
+    rng = np.random.default_rng(1)
+    label, inst = random_maps(rng, 2, 32, 48, model.opt.label_nc)
+    x = model.encode_input({"label": torch.from_numpy(label[:, None]), "inst": torch.from_numpy(inst[:, None])})[0]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    (got,) = session(path).run(None, {"semantics": x.numpy()})
+    assert got.shape == expected.shape == (2, 3, 32, 48)
+    assert np.abs(got - expected).max() < 1e-4
