@@ -34,7 +34,7 @@ from synth.errors import CheckpointError, OptionError
 #: Flags copied from the generator's checkpoint (they fix G's and D's shapes); typing another value is an error.
 GENERATOR_KEYS = ("netG", "ngf", "n_downsample_global", "n_blocks_global", "norm", "label_nc",
                   "contain_dontcare_label", "no_instance", "input_nc", "output_nc", "netD", "ndf", "n_layers_D",
-                  "num_D", "no_ganFeat_loss")
+                  "num_D", "no_ganFeat_loss", "feat_num")
 
 
 def load_generator_checkpoint(source: str) -> tuple[Path, dict]:
@@ -65,23 +65,26 @@ def adopt_generator_options(opt: argparse.Namespace, saved: dict, path: Path) ->
 class GHFeatModel(LayoutModel):
     """Frozen modulated G (``netG``), a trainable code encoder (``netE``) and a discriminator (``netD``)."""
 
-    architecture_keys = ("ghfeat_encoder", "ghfeat_width")
+    architecture_keys = ("ghfeat_encoder", "ghfeat_width", "ghfeat_code_space")
     encoder_kind = "hierarchical"
 
     @staticmethod
     def add_options(parser: argparse.ArgumentParser, is_train: bool) -> None:
-        """GH-Feat's flags and its optimiser settings (Adam lr 1e-4, betas 0.9 / 0.99)."""
+        """GH-Feat's flags and its optimiser settings (Adam lr 1e-4, betas 0.9 / 0.99, step decay x0.8)."""
         g = parser.add_argument_group("GH-Feat")
         g.add_argument("--ghfeat_generator", type=str, default="",
                        help="checkpoint (file or run folder) of a --model modulated run: G frozen, D initialised")
         g.add_argument("--ghfeat_width", type=int, default=32, help="base width of the hierarchical encoder")
+        g.add_argument("--ghfeat_code_space", choices=("free", "generator"), default="free",
+                       help="free: any per-layer codes; generator (experimental): each group's codes stay in the "
+                            "span G was trained on (a [-1, 1] vector through its run's per-layer affines, frozen)")
         if is_train:
             g.add_argument("--lambda_mse", type=float, default=1.0, help="weight of the pixel MSE")
             g.add_argument("--lambda_perceptual", type=float, default=5e-5,
                            help="weight of the VGG perceptual loss (only with --vgg_weights)")
             g.add_argument("--lambda_adv", type=float, default=0.08, help="weight of the adversarial loss")
             g.add_argument("--r1_gamma", type=float, default=10.0, help="R1 penalty weight gamma (gamma/2 * R1)")
-            parser.set_defaults(lr=1e-4, beta1=0.9, beta2=0.99)
+            parser.set_defaults(lr=1e-4, beta1=0.9, beta2=0.99, lr_policy="step", lr_decay_epochs=2, lr_gamma=0.8)
         parser.set_defaults(netG="modulated", feat_num=8, n_downsample_E=3)
 
     def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
@@ -101,6 +104,7 @@ class GHFeatModel(LayoutModel):
         self.netE = self.build_encoder(opt)
         if state is not None:
             self.netG.load_state_dict(state["nets"]["G"])
+            self.adopt_code_space(state["nets"]["E"])
         self.netG.requires_grad_(False)
         self.netG.eval()
         if not for_training:
@@ -117,8 +121,21 @@ class GHFeatModel(LayoutModel):
             print("note: GH-Feat perceptual loss skipped (no --vgg_weights given)", file=sys.stderr)
 
     def build_encoder(self, opt: argparse.Namespace) -> nn.Module:
-        """The hierarchical (ResNet + FPN) encoder."""
-        return HierarchicalEncoder(opt.output_nc, self.netG.num_codes, self.netG.layer_groups, opt.ghfeat_width)
+        """The hierarchical (ResNet + FPN) encoder; in the generator's code space its affines are frozen."""
+        in_span = getattr(opt, "ghfeat_code_space", "free") == "generator"
+        encoder = HierarchicalEncoder(opt.output_nc, self.netG.num_codes, self.netG.layer_groups, opt.ghfeat_width,
+                                      opt.feat_num if in_span else 0)
+        if encoder.affines is not None:
+            encoder.affines.requires_grad_(False)
+        return encoder
+
+    def adopt_code_space(self, generator_encoder: dict) -> None:
+        """Copy the modulated run's per-layer affines (its code encoder's) into E's frozen ones, if E has them."""
+        if not isinstance(self.netE, HierarchicalEncoder) or self.netE.affines is None:
+            return
+        prefix = "affines."
+        self.netE.affines.load_state_dict({k[len(prefix):]: v for k, v in generator_encoder.items()
+                                           if k.startswith(prefix)})
 
     def train(self, mode: bool = True) -> GHFeatModel:
         """G stays in eval mode whatever mode the rest is put in."""
@@ -176,8 +193,8 @@ class GHFeatModel(LayoutModel):
         return StepOutput(g_losses, d_losses, fake.detach())
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
-        """Only the encoder trains; G is frozen."""
-        return self.netE.parameters()
+        """Only the encoder trains (less its frozen affines); G is frozen."""
+        return (p for p in self.netE.parameters() if p.requires_grad)
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         return self.netD.parameters()

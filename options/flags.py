@@ -109,6 +109,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--niter_fix_global", type=int, default=0, help="epochs training only the local enhancer")
     g.add_argument("--lr", type=float, default=0.0002, help="Adam learning rate")
     g.add_argument("--lr_D", type=float, default=0.0, help="discriminator learning rate (0: same as --lr)")
+    g.add_argument("--lr_policy", choices=("linear", "step"), default="linear",
+                   help="linear: pix2pixHD's decay over --niter_decay epochs; step: x --lr_gamma every "
+                        "--lr_decay_epochs epochs (GH-Feat); either way training lasts --niter + --niter_decay epochs")
+    g.add_argument("--lr_decay_epochs", type=int, default=10, help="step policy: epochs between decays")
+    g.add_argument("--lr_gamma", type=float, default=0.8, help="step policy: factor applied at each decay")
     g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
     g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
     g.add_argument("--adam_impl", choices=("auto", "fused", "foreach", "plain"), default="auto",

@@ -142,6 +142,8 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
             raise OptionError("--lr must be positive and --lr_D non-negative (0: same as --lr)")
         if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
+        if opt.lr_decay_epochs < 1 or not 0 < opt.lr_gamma <= 1:
+            raise OptionError("--lr_decay_epochs must be >= 1 and --lr_gamma in (0, 1]")
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
     if opt.amp == "fp16" and not opt.device.startswith("cuda"):
         raise OptionError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 (fast only with native bf16)")

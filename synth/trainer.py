@@ -84,8 +84,11 @@ def base_learning_rate(opt: argparse.Namespace, net: str = "G") -> float:
 
 
 def learning_rate(opt: argparse.Namespace, epoch: int, net: str = "G") -> float:
-    """pix2pixHD's schedule: constant for ``niter`` epochs, then linear decay over ``niter_decay`` epochs."""
+    """The lr of 1-based ``epoch``: pix2pixHD's (constant for ``niter`` epochs, then linear decay over
+    ``niter_decay``) or, with ``--lr_policy step``, GH-Feat's (x ``lr_gamma`` every ``lr_decay_epochs`` epochs)."""
     lr = base_learning_rate(opt, net)
+    if getattr(opt, "lr_policy", "linear") == "step":
+        return lr * opt.lr_gamma ** ((epoch - 1) // opt.lr_decay_epochs)
     if opt.niter_decay <= 0:
         return lr
     return lr * (1.0 - max(0, epoch - opt.niter - 1) / opt.niter_decay)

@@ -14,7 +14,7 @@ from models.networks.generator_modulated import (
     layer_group,
     pool_instances,
 )
-from models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
+from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, PooledCodeEncoder, paint
 from options import parse_test_options, parse_train_options
 from synth import ghfeat as gf
 from synth.errors import OptionError
@@ -70,6 +70,26 @@ def test_encoders_emit_one_code_per_instance_and_layer():
         assert [tuple(c.shape) for c in codes] == [(5, n) for n in g.num_codes]
         out = g(torch.randn(2, 6, 16, 16), seg, codes)
         assert out.shape == (2, 3, 16, 16)
+
+
+def test_band_encoder_groups_see_only_their_band():
+    """A colour shift that keeps the luminance changes only the coarse codes; flattening every instance to its
+    mean colour changes only the mid and fine ones."""
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
+    enc = BandCodeEncoder(3, g.num_codes, g.layer_groups, g.size_multiple, feat_num=3, nef=4, n_downsampling=2)
+    seg, image = _segments(), torch.rand(2, 3, 16, 16) * 1.6 - 0.8
+    base = enc.group_vectors(image, seg)
+    no_luma = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1)
+    shifted = enc.group_vectors(image + 0.1 * no_luma, seg)
+    index = index_segments(seg)
+    flat = enc.group_vectors(paint(pool_instances(image, index), index), seg)
+    assert not torch.allclose(shifted["coarse"], base["coarse"])
+    assert torch.allclose(flat["coarse"], base["coarse"], atol=1e-6)
+    for group in ("mid", "fine"):
+        assert torch.allclose(shifted[group], base[group], atol=1e-5)
+        assert not torch.allclose(flat[group], base[group])
+    codes = enc(image, seg)
+    assert [tuple(c.shape) for c in codes] == [(5, n) for n in g.num_codes]
 
 
 def test_hierarchical_encoder_heads_read_their_levels():
@@ -128,13 +148,16 @@ def tiny_runs(demo_root, tmp_path_factory):
 def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs):
     root, ck = tiny_runs
     trainer = Trainer(parse_train_options(tiny_flags(root, ck, "gh") + [
-        "--model", "ghfeat", "--ghfeat_generator", str(ck / "mod"), "--max_iters", "3"]))
+        "--model", "ghfeat", "--ghfeat_generator", str(ck / "mod"), "--max_iters", "3",
+        "--ghfeat_code_space", "generator"]))
     model = trainer.model
     source = torch.load(ck / "mod" / "latest.pt", weights_only=True)["nets"]
     for key, value in model.netG.state_dict().items():
         assert torch.equal(value, source["G"][key])
     for key, value in model.netD.state_dict().items():  # D starts from the pretrained one
         assert torch.equal(value, source["D"][key])
+    affines = {k: v.clone() for k, v in model.netE.affines.state_dict().items()}  # G's code space, frozen
+    assert all(torch.equal(v, source["E"][f"affines.{k}"]) for k, v in affines.items())
     e_before = [p.detach().clone() for p in model.netE.parameters()]
     batch = next(iter(trainer.loader))
     out = trainer.train_step(batch)
@@ -146,6 +169,7 @@ def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs)
     assert any(not torch.equal(a, b) for a, b in zip(e_before, model.netE.parameters(), strict=True))
     for key, value in model.netG.state_dict().items():
         assert torch.equal(value, source["G"][key])
+    assert all(torch.equal(v, model.netE.affines.state_dict()[k]) for k, v in affines.items())
     model.train()
     assert not model.netG.training and model.netE.training
 

@@ -15,6 +15,20 @@ def test_learning_rate_schedule_matches_pix2pixhd():
     assert [learning_rate(opt, e) for e in range(1, 7)] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
 
 
+def test_step_learning_rate_policy_decays_by_gamma_every_n_epochs():
+    opt = parse_train_options(["--niter", "6", "--niter_decay", "0", "--lr", "1.0", "--lr_policy", "step",
+                               "--lr_decay_epochs", "2", "--lr_gamma", "0.5"])
+    assert [learning_rate(opt, e) for e in range(1, 7)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert learning_rate(opt, 3, "D") == 0.5
+
+
+def test_ghfeat_defaults_to_step_decay_by_0_8():
+    opt = parse_train_options(["--model", "ghfeat", "--lr_decay_epochs", "1"])
+    assert (opt.lr_policy, opt.lr_gamma, opt.lr) == ("step", 0.8, 1e-4)
+    assert [learning_rate(opt, e) for e in (1, 2, 3)] == pytest.approx([1e-4, 8e-5, 6.4e-5], rel=1e-12)
+    assert parse_train_options([]).lr_policy == "linear"
+
+
 def test_epoch_sampler_is_fixed_by_seed_and_epoch_and_skips():
     sampler = EpochSampler(10, seed=3, shuffle=True)
     sampler.set_epoch(2)

@@ -5,8 +5,13 @@ its three levels the features are average-pooled inside every instance; the deep
 added into the two shallower ones; heads map the deepest level to the coarse layers' codes, the middle one to the
 mid layers' and the shallowest to the fine layers' (groups as in ``generator_modulated``).
 
-``PooledCodeEncoder`` is the baseline and the modulated model's own encoder: pix2pixHD's instance encoder (one
-pooled ``feat_num``-vector per instance) followed by one affine map per layer.
+``PooledCodeEncoder`` is GH-Feat's baseline: pix2pixHD's instance encoder (one pooled ``feat_num``-vector per
+instance) followed by one affine map per layer.
+
+``BandCodeEncoder`` is the modulated model's own encoder, which decides what each layer group of the generator
+learns to control: every group's codes come from one spatial-frequency band of the instance only (coarse: its mean
+colour, the lowest band; mid: luminance contrast coarser than the generator's coarsest cell; fine: the contrast
+finer than that), so the coarse layers own colour and the fine ones texture (``docs/ghfeat.md``).
 
 Both return codes as ``generator_modulated`` defines them: ``codes[l]`` is ``[N, num_codes[l]]``, rows ordered
 like ``index_segments(segments).keys``.
@@ -43,9 +48,14 @@ class _ResidualBlock(nn.Module):
 
 
 class HierarchicalEncoder(nn.Module):
-    """ResNet backbone (levels at 1/2, 1/4, 1/8) + FPN + per-instance pooling per level + per-group heads."""
+    """ResNet backbone (levels at 1/2, 1/4, 1/8) + FPN + per-instance pooling per level + per-group heads.
 
-    def __init__(self, input_nc: int, num_codes: list[int], layer_groups: list[str], width: int = 32) -> None:
+    With ``group_dim`` > 0 each head emits a ``group_dim``-vector that per-layer affine maps (``affines``, meant to
+    be the generator's own, loaded frozen) turn into the group's codes: the codes stay in the span G was trained on.
+    """
+
+    def __init__(self, input_nc: int, num_codes: list[int], layer_groups: list[str], width: int = 32,
+                 group_dim: int = 0) -> None:
         super().__init__()
         self.num_codes, self.layer_groups = list(num_codes), list(layer_groups)
         self.stem = nn.Sequential(nn.Conv2d(input_nc, width, 3, padding=1), nn.LeakyReLU(0.2))
@@ -62,9 +72,14 @@ class HierarchicalEncoder(nn.Module):
         self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g] for g in GROUPS}
         self.heads = nn.ModuleDict({
             g: nn.Sequential(nn.Linear(pyramid, pyramid), nn.LeakyReLU(0.2),
-                             nn.Linear(pyramid, sum(self.num_codes[i] for i in layers)))
+                             nn.Linear(pyramid, group_dim or sum(self.num_codes[i] for i in layers)))
             for g, layers in self.group_layers.items() if layers
         })
+        self.affines = nn.ModuleList(nn.Linear(group_dim, n) for n in self.num_codes) if group_dim else None
+        if group_dim:  # start every group vector at 0, the middle of its range, not where tanh saturates
+            for head in self.heads.values():
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
 
     def pyramid(self, image: torch.Tensor) -> list[torch.Tensor]:
         """FPN outputs, shallowest (1/2) first; any input size (upsampling follows the lateral's size)."""
@@ -95,6 +110,10 @@ class HierarchicalEncoder(nn.Module):
             if not layers:
                 continue
             out = self.heads[group](vectors[GROUP_LEVEL[group]])
+            if self.affines is not None:  # group vectors in [-1, 1], the range G was trained on
+                for layer in layers:
+                    codes[layer] = self.affines[layer](torch.tanh(out))
+                continue
             for layer, chunk in zip(layers, out.split([self.num_codes[i] for i in layers], dim=1), strict=True):
                 codes[layer] = chunk
         return codes  # type: ignore[return-value]
@@ -117,3 +136,78 @@ class PooledCodeEncoder(nn.Module):
     def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
         vectors = self.instance_vectors(image, segments)
         return [affine(vectors) for affine in self.affines]
+
+
+# ----- the modulated model's own encoder: one frequency band per layer group ------------------------------------
+
+#: Rec. 601 luma weights: the luminance that the mid and fine bands are taken from.
+LUMA = (0.299, 0.587, 0.114)
+CONTRAST_EPS = 0.05
+
+
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """[B,1,H,W] luma in [0, 1] of an RGB image in [-1, 1] (the mean of the channels for other channel counts)."""
+    unit = (image + 1) / 2
+    if unit.shape[1] != len(LUMA):
+        return unit.mean(1, keepdim=True)
+    return sum(w * unit[:, c:c + 1] for c, w in enumerate(LUMA))
+
+
+def lowpass(x: torch.Tensor, cell: int) -> torch.Tensor:
+    """Area average over ``cell`` x ``cell`` cells, bilinearly upsampled back: a Laplacian pyramid's low band."""
+    small = F.avg_pool2d(x, cell, ceil_mode=True)
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def paint(values: torch.Tensor, index) -> torch.Tensor:
+    """[N, C] per-instance values -> [B, C, H, W] map holding each pixel's instance value."""
+    return values[index.index[:, 0]].permute(0, 3, 1, 2)
+
+
+def frequency_bands(image: torch.Tensor, segments: torch.Tensor, cell: int) -> dict[str, torch.Tensor]:
+    """An instance's three bands: ``coarse`` [N, C] its mean colour (the DC band); ``mid`` and ``fine`` [B,1,H,W]
+    its Weber luminance contrast (luma / instance mean luma - 1: no colour, no brightness) below and above the
+    ``cell``-pixel scale."""
+    index = index_segments(segments)
+    luma = luminance(image)
+    mean_luma = paint(pool_instances(luma, index), index)
+    contrast = (luma - mean_luma) / (mean_luma + CONTRAST_EPS)
+    smooth = lowpass(contrast, cell)
+    return {"coarse": pool_instances(image, index), "mid": smooth, "fine": contrast - smooth}
+
+
+class BandCodeEncoder(nn.Module):
+    """Per-group codes from per-group bands: an MLP on the mean colour (coarse) and pix2pixHD's instance encoder
+    + per-layer affines on each contrast band (mid, fine); a group never sees another group's band."""
+
+    def __init__(self, input_nc: int, num_codes: list[int], layer_groups: list[str], cell: int, feat_num: int = 8,
+                 nef: int = 16, n_downsampling: int = 3, norm: str = "instance") -> None:
+        super().__init__()
+        self.num_codes, self.cell = list(num_codes), cell
+        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g] for g in GROUPS}
+        self.colour = nn.Sequential(nn.Linear(input_nc, 4 * feat_num), nn.LeakyReLU(0.2),
+                                    nn.Linear(4 * feat_num, feat_num), nn.Tanh())
+        self.texture = nn.ModuleDict({g: GlobalGenerator(1, feat_num, nef, n_downsampling, n_blocks=0, norm=norm)
+                                      for g in ("mid", "fine")})
+        self.size_multiple = 2**n_downsampling
+        self.affines = nn.ModuleList(nn.Linear(feat_num, n) for n in num_codes)
+
+    def group_vectors(self, image: torch.Tensor, segments: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[N, feat_num] per group in [-1, 1], each computed from that group's band only."""
+        bands = frequency_bands(image, segments, self.cell)
+        index = index_segments(segments)
+        vectors = {"coarse": self.colour(bands["coarse"])}
+        for group, net in self.texture.items():
+            vectors[group] = pool_instances(net(bands[group]), index)
+        return vectors
+
+    def codes_of(self, vectors: dict[str, torch.Tensor]) -> Codes:
+        """Per-layer codes from per-group vectors (each layer's affine map of its group's vector)."""
+        codes: list[torch.Tensor | None] = [None] * len(self.num_codes)
+        for group, layers in self.group_layers.items():
+            for layer in layers:
+                codes[layer] = self.affines[layer](vectors[group])
+        return codes  # type: ignore[return-value]
+
+    def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
+        return self.codes_of(self.group_vectors(image, segments))
