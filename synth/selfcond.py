@@ -127,23 +127,33 @@ def object_labels(model, codes: torch.Tensor, index) -> torch.Tensor:
     return torch.where(objects, labels, torch.full_like(labels, float("nan")))
 
 
+@dataclass
+class Sweep:
+    """One object's sweep: ``images`` [steps, 3, H, W] at label ``targets``, the ``unedited`` render (its own
+    code and label) and ``own_label``, the object's pseudo-label (edit size of step k: |targets[k] - own_label|)."""
+
+    images: torch.Tensor
+    targets: np.ndarray
+    unedited: torch.Tensor
+    own_label: float
+
+
 @torch.no_grad()
 def sweep(model, batch: dict, instance: int, steps: int = 5, attribute: str | None = None,
-          baseline: PseudoLabels | None = None) -> tuple[torch.Tensor, np.ndarray]:
+          baseline: PseudoLabels | None = None) -> Sweep:
     """Image 0 of ``batch`` re-rendered with ``instance``'s attribute label at ``steps`` values from 0 to 1.
 
     With a self-conditioned ``model``: code moved to the label's distance and condition set to it. With
-    ``baseline`` (the pseudo-labels, for an un-fine-tuned modulated ``model``): the code move alone.
-    Returns ([steps, 3, H, W] images, the labels)."""
-    batch = {k: (v[:1] if torch.is_tensor(v) else v[:1]) for k, v in batch.items()}
+    ``baseline`` (the pseudo-labels, for an un-fine-tuned modulated ``model``): the code move alone."""
+    batch = {k: v[:1] for k, v in batch.items()}
     enc = gf.encode(model, batch)
     row = gf.row_of(enc.index, 0, instance)
     conditional = baseline is None
     if conditional:
-        names = model.attributes
-        column = names.index(attribute) if attribute else 0
-        normal, intercept = model.netC.normals[column], float(model.netC.intercepts[column])
-        low, high = float(model.netC.lows[column]), float(model.netC.highs[column])
+        column = model.attributes.index(attribute) if attribute else 0
+        c = model.netC
+        normal, intercept, low, high = c.normals[column], float(c.intercepts[column]), float(c.lows[column]), \
+            float(c.highs[column])
     else:
         column = baseline.attribute_index(attribute) if attribute else 0
         normal = torch.as_tensor(baseline.normals[column])
@@ -151,9 +161,9 @@ def sweep(model, batch: dict, instance: int, steps: int = 5, attribute: str | No
             float(baseline.highs[column])
     flat = flat_codes(enc.codes).double()
     normal = normal.to(flat.device, torch.float64)
-    targets = np.linspace(0.0, 1.0, steps)
-    images = []
-    for t in targets:
+    own = float(np.clip((float(flat[row] @ normal) + intercept - low) / (high - low), 0, 1))
+
+    def render(t: float) -> torch.Tensor:
         moved = flat.clone()
         moved[row] += (low + t * (high - low) - (flat[row] @ normal + intercept)) * normal
         codes = split_codes(moved.float(), model.netG.num_codes)
@@ -161,8 +171,10 @@ def sweep(model, batch: dict, instance: int, steps: int = 5, attribute: str | No
             labels = object_labels(model, moved, enc.index)
             labels[row, column] = float(t)
             codes = model.condition(codes, labels)
-        images.append(model.synthesize(enc.semantics, enc.segments, codes)[0])
-    return torch.stack(images), targets
+        return model.synthesize(enc.semantics, enc.segments, codes)[0]
+
+    targets = np.linspace(0.0, 1.0, steps)
+    return Sweep(torch.stack([render(float(t)) for t in targets]), targets, render(own), own)
 
 
 def save_strip(path: str | Path, original: torch.Tensor, images: torch.Tensor) -> Path:
@@ -242,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             if baseline is None and not hasattr(model, "condition"):
                 raise OptionError(f"{opt.name}: sweeping an un-fine-tuned run needs --baseline_labels FILE")
             batch = gf._sample(gf._dataset(opt, opt.phase), args.image)
-            images, _ = sweep(model, batch, args.instance, args.steps, args.attribute, baseline)
+            images = sweep(model, batch, args.instance, args.steps, args.attribute, baseline).images
             out_dir = Path(args.out) if args.out else Path(opt.results_dir) / opt.name / "selfcond"
             path = save_strip(out_dir / f"{args.image}_{args.instance}_sweep.png", batch["image"][0], images)
             print(f"wrote {path}")

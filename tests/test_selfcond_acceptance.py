@@ -68,6 +68,7 @@ def _truth(root, split: str, objects: sc.ObjectCodes) -> dict[str, np.ndarray]:
 def test_pseudo_labels_order_held_out_objects(runs):
     distances = runs["direction"].distance(runs["objects"]["test"].codes)
     rho = spearmanr(distances, runs["truth"]["test"]["brightness"])[0]
+    print(f"pseudo-label Spearman rho on {len(distances)} held-out objects: {rho:.3f}")
     if rho < 0.8:
         pytest.xfail(f"not reached yet: Spearman rho {rho:.2f} < 0.8 (the tiny modulated model's codes hold "
                      f"little of the brightness)")
@@ -78,42 +79,70 @@ def test_resampling_flattens_the_label_bins(runs):
     rng = np.random.default_rng(0)
     drawn = rng.choice(len(labels), 20 * len(labels), p=at.instance_weights(labels, 10))
     figures = at.rebalance_figures(labels, drawn)
+    print("resampling:", figures)
     assert figures["interior_ratio_after"] <= 3, figures
     if figures["sparse_share_after"] < 1.3 * figures["sparse_share_before"]:
         pytest.xfail(f"not reached yet: {figures}; the pseudo-labels are only long-tailed when the direction "
                      f"follows the attribute (see test_pseudo_labels_order_held_out_objects)")
 
 
-def _sweep_figures(runs, model, baseline) -> np.ndarray:
-    """Per held-out object: (Spearman of label vs measured brightness, reached the top decile, hue drift,
-    mean change outside the object)."""
+#: Bins of edit size, the brightness change the edit achieved on the object (measured against the unedited render):
+#: identity is compared at equal edit size, since an edit that changes nothing drifts nothing.
+EDIT_BINS = (0.0, 0.03, 0.1, np.inf)
+
+
+def _sweeps(runs, model, baseline) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out object (first 200): (Spearman of label vs measured brightness, measured brightness at label 1,
+    real brightness); per (object, step): (edit size, hue drift, mean change outside the object), all three
+    against the unedited render."""
     test_set, objects = runs["test_set"], runs["objects"]["test"]
     keys = [s.key for s in test_set.samples]
-    top_decile = np.percentile(runs["truth"]["train"]["brightness"], 90) * 0.9  # the render's value scale
-    hues = runs["truth"]["test"]["hue"]
-    out = []
-    for row, (key, inst) in enumerate(list(zip(objects.keys, objects.ids, strict=True))[:200]):
+    per_object, per_step = [], []
+    for key, inst in list(zip(objects.keys, objects.ids, strict=True))[:200]:
         batch = default_collate([test_set[keys.index(key)]])
         mask = (batch["inst"][0, 0] == int(inst)).numpy()
-        images, targets = sc.sweep(model, batch, int(inst), STEPS, None, baseline)
-        arrays = [tensor_to_image(x) for x in images]
+        result = sc.sweep(model, batch, int(inst), STEPS, None, baseline)
+        arrays = [tensor_to_image(x) for x in result.images]
+        unedited = tensor_to_image(result.unedited)
         values = [measure_brightness(a, mask) for a in arrays]
-        rho = spearmanr(targets, values)[0]
-        drift = max(hue_distance(measure_hue(a, mask), hues[row]) for a in arrays)
-        outside = max(np.abs(a.astype(float) - arrays[0].astype(float))[~mask].mean() for a in arrays) / 255
-        out.append((0.0 if np.isnan(rho) else rho, values[-1] >= top_decile, drift, outside))
-    return np.array(out, dtype=float)
+        rho = spearmanr(result.targets, values)[0]
+        per_object.append((0.0 if np.isnan(rho) else rho, values[-1],
+                           measure_brightness(tensor_to_image(batch["image"][0]), mask)))
+        for value, array in zip(values, arrays, strict=True):
+            per_step.append((abs(value - measure_brightness(unedited, mask)),
+                             hue_distance(measure_hue(array, mask), measure_hue(unedited, mask)),
+                             np.abs(array.astype(float) - unedited.astype(float))[~mask].mean() / 255))
+    return np.array(per_object), np.array(per_step)
 
 
 def test_edits_follow_the_label_and_keep_identity(runs):
-    tuned = _sweep_figures(runs, runs["tuned"], None)
-    base = _sweep_figures(runs, runs["base"], runs["labels"])
-    figures = {name: {"median_rho": float(np.median(f[:, 0])), "top_decile": int(f[:, 1].sum()),
-                      "hue_drift": float(np.median(f[:, 2])), "outside": float(np.median(f[:, 3]))}
-               for name, f in (("tuned", tuned), ("baseline", base))}
-    assert figures["tuned"]["outside"] < OUTSIDE_TOLERANCE, figures  # codes act inside their instance only
-    reached = (figures["tuned"]["median_rho"] >= 0.9
-               and figures["tuned"]["top_decile"] > figures["baseline"]["top_decile"]
-               and figures["tuned"]["hue_drift"] <= min(HUE_TOLERANCE, figures["baseline"]["hue_drift"]))
-    if not reached:
+    """Median rho >= 0.9; more sweeps reach the real objects' top decile than the baseline's; in every bin of edit
+    size (brightness change achieved) the median hue drift and change outside the object are under tolerance and
+    no worse than the baseline's."""
+    results = {"tuned": _sweeps(runs, runs["tuned"], None), "baseline": _sweeps(runs, runs["base"], runs["labels"])}
+    top_decile = np.percentile(results["tuned"][0][:, 2], 90)
+    figures = {}
+    for name, (per_object, per_step) in results.items():
+        bins = np.digitize(per_step[:, 0], EDIT_BINS) - 1
+        figures[name] = {
+            "median_rho": round(float(np.median(per_object[:, 0])), 3),
+            "top_decile": int((per_object[:, 1] >= top_decile).sum()),
+            "steps_by_edit_size": [int((bins == b).sum()) for b in range(3)],
+            "hue_drift_by_edit_size": [round(float(np.median(per_step[bins == b, 1])), 4) if (bins == b).any()
+                                       else None for b in range(3)],
+            "outside_by_edit_size": [round(float(np.median(per_step[bins == b, 2])), 5) if (bins == b).any()
+                                     else None for b in range(3)],
+        }
+    print("edit figures:", figures)
+    tuned, base = figures["tuned"], figures["baseline"]
+    assert max(v for v in tuned["outside_by_edit_size"] if v is not None) < OUTSIDE_TOLERANCE, figures
+
+    def no_worse(key: str, tolerance: float) -> bool:
+        """Under tolerance in every bin, and no worse than the baseline in every bin both have steps in."""
+        pairs = zip(tuned[key], base[key], strict=True)
+        return all(t is None or (t <= tolerance and (b is None or t <= b)) for t, b in pairs)
+
+    identity, outside = no_worse("hue_drift_by_edit_size", HUE_TOLERANCE), no_worse("outside_by_edit_size",
+                                                                                      OUTSIDE_TOLERANCE)
+    if not (tuned["median_rho"] >= 0.9 and tuned["top_decile"] > base["top_decile"] and identity and outside):
         pytest.xfail(f"not reached yet: {figures}")
