@@ -250,15 +250,16 @@ def harmonise(model, batch: dict, pasted: torch.Tensor, mask: torch.Tensor) -> t
 
 # ----- command line --------------------------------------------------------------------------------------------
 
-def _load(rest: list[str]):
-    """The GH-Feat model of ``--name`` (test options) and the options."""
+def load_run(rest: list[str], needs: str, kinds: str):
+    """(model, options) of ``--name`` from test flags ``rest``; OptionError unless the model has method ``needs``
+    (``kinds`` names the models that do, for the message)."""
     from options import parse_test_options
     from synth.inference import load_generator
 
     opt = parse_test_options(rest)
     model = load_generator(opt)
-    if not hasattr(model, "reconstruct"):
-        raise OptionError(f"{opt.name}: not a GH-Feat run (--model ghfeat or ghfeat_baseline)")
+    if not hasattr(model, needs):
+        raise OptionError(f"{opt.name}: not a {kinds} run (--model {opt.model})")
     return model, opt
 
 
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
-        model, opt = _load(rest)
+        model, opt = load_run(rest, "reconstruct", "GH-Feat (--model ghfeat or ghfeat_baseline)")
         out_dir = Path(args.out) if args.out else Path(opt.results_dir) / opt.name / "ghfeat"
         if args.command == "reconstruct":
             dataset = _dataset(opt, args.split)

@@ -186,17 +186,6 @@ def save_strip(path: str | Path, original: torch.Tensor, images: torch.Tensor) -
 
 # ----- command line --------------------------------------------------------------------------------------------
 
-def _load_model(rest: list[str]):
-    from options import parse_test_options
-    from synth.inference import load_generator
-
-    opt = parse_test_options(rest)
-    model = load_generator(opt)
-    if not hasattr(model, "encode_codes"):
-        raise OptionError(f"{opt.name}: not a model with instance codes (--model modulated or selfcond)")
-    return model, opt
-
-
 def main(argv: list[str] | None = None) -> int:
     """``synth-selfcond {direction,label,sweep} --name RUN ...`` (see docs/selfcond.md)."""
     from synth.cli import run_cli
@@ -222,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from synth.checkpoint import run_dir
 
-        model, opt = _load_model(rest)
+        model, opt = gf.load_run(rest, "encode_codes", "instance-code (--model modulated or selfcond)")
         if args.command in ("direction", "label"):
             loader = DataLoader(gf._dataset(opt, "train"), batch_size=opt.batchSize, num_workers=opt.nThreads)
             objects = collect_object_codes(model, loader, args.min_area_fraction)

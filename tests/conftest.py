@@ -25,3 +25,15 @@ def tiny_flags(root: Path, run_dir: Path, name: str = "tiny") -> list[str]:
         "--nThreads", "0", "--device", "cpu", "--no_wandb", "--no_progress", "--niter", "1", "--niter_decay", "1",
         "--print_freq", "4", "--display_freq", "8", "--save_latest_freq", "1000",
     ]
+
+
+def modulated_flags(root: Path, checkpoints: Path) -> list[str]:
+    """A tiny modulated generator (ngf 8, 3 down-samplings, 1 block, one 2-layer D) for the acceptance tests of
+    GH-Feat and self-conditioning; add --name, --model and --niter."""
+    return [
+        "--dataroot", str(root), "--checkpoints_dir", str(checkpoints), "--device", "cpu", "--no_progress",
+        "--label_nc", "5", "--resize_or_crop", "none", "--ngf", "8", "--n_downsample_global", "3",
+        "--n_blocks_global", "1", "--ndf", "8", "--n_layers_D", "2", "--num_D", "1", "--no_vgg_loss",
+        "--batchSize", "4", "--nThreads", "0", "--no_wandb", "--print_freq", "100000",
+        "--display_freq", "100000", "--niter_decay", "0", "--nef", "8", "--lr", "0.002",
+    ]

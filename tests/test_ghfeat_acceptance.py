@@ -15,6 +15,7 @@ from options import parse_test_options, parse_train_options
 from synth import ghfeat as gf
 from synth.inference import load_generator
 from synth.trainer import Trainer
+from tests.conftest import modulated_flags
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +29,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ghfeat_acceptance")
     root = generate_demo_dataset(tmp / "demo", DemoConfig(width=SIZE, height=SIZE, n_train=N_TRAIN, n_test=N_TEST,
                                                           seed=3))
-    common = ["--dataroot", str(root), "--checkpoints_dir", str(tmp / "ck"), "--device", "cpu", "--no_progress",
-              "--label_nc", "5", "--resize_or_crop", "none", "--ngf", "8", "--n_downsample_global", "3",
-              "--n_blocks_global", "1", "--ndf", "8", "--n_layers_D", "2", "--num_D", "1", "--no_vgg_loss",
-              "--batchSize", "4", "--nThreads", "0", "--no_wandb", "--print_freq", "100000",
-              "--display_freq", "100000", "--niter_decay", "0", "--nef", "8", "--lr", "0.002"]
+    common = modulated_flags(root, tmp / "ck")
     Trainer(parse_train_options(common + ["--name", "mod", "--model", "modulated", "--niter", str(G_EPOCHS)])).train()
     out = {}
     for name in ("ghfeat", "ghfeat_baseline"):
