@@ -37,7 +37,7 @@ GENERATOR_KEYS = ("netG", "ngf", "n_downsample_global", "n_blocks_global", "norm
                   "num_D", "no_ganFeat_loss", "feat_num")
 
 
-def load_generator_checkpoint(source: str) -> tuple[Path, dict]:
+def load_generator_checkpoint(source: str, flag: str = "--ghfeat_generator") -> tuple[Path, dict]:
     """The checkpoint of a ``--model modulated`` run (a file, or a run folder's latest.pt)."""
     from synth.checkpoint import load_checkpoint
 
@@ -45,7 +45,7 @@ def load_generator_checkpoint(source: str) -> tuple[Path, dict]:
     path = path / "latest.pt" if path.is_dir() else path
     state = load_checkpoint(path)
     if state["options"].get("model") != "modulated":
-        raise CheckpointError(f"{path}: --ghfeat_generator needs a --model modulated checkpoint, "
+        raise CheckpointError(f"{path}: {flag} needs a --model modulated checkpoint, "
                               f"not '{state['options'].get('model')}'")
     return path, state
 

@@ -187,7 +187,7 @@ def _load_pretrained(opt: argparse.Namespace) -> dict:
     """The --model modulated checkpoint to start from; its architecture flags are adopted."""
     if not opt.sc_pretrained:
         raise OptionError("--model selfcond needs --sc_pretrained (a --model modulated checkpoint)")
-    path, state = load_generator_checkpoint(opt.sc_pretrained)
+    path, state = load_generator_checkpoint(opt.sc_pretrained, "--sc_pretrained")
     for key in PRETRAINED_KEYS:
         if key in state["options"] and key not in GENERATOR_KEYS:
             setattr(opt, key, state["options"][key])

@@ -264,3 +264,22 @@ def test_fine_tuning_under_torchrun_leaves_the_frozen_encoder_out_of_ddp(pretrai
     tuned, base = load_checkpoint(ck / "sc_ddp" / "latest.pt"), load_checkpoint(ck / "mod" / "latest.pt")
     assert all(torch.equal(v, base["nets"]["E"][k]) for k, v in tuned["nets"]["E"].items())
     assert tuned["progress"]["total_iters"] == 2
+
+
+@pytest.mark.slow
+def test_selfcond_names_a_wrong_pretrained_run_or_label_file(pretrained, demo_root, tmp_path):
+    from models.selfcond_model import SelfConditionedModel
+    from options import parse_train_options
+    from synth.errors import CheckpointError
+    from synth.trainer import Trainer
+    from tests.conftest import tiny_flags
+
+    Trainer(parse_train_options(tiny_flags(demo_root, tmp_path, "plain") + ["--max_iters", "1"])).train()
+    flags = _selfcond_flags(pretrained, "sc_bad")
+    opt = parse_train_options([*flags, "--sc_pretrained", str(tmp_path / "plain")])
+    with pytest.raises(CheckpointError, match="--sc_pretrained needs a --model modulated checkpoint"):
+        SelfConditionedModel(opt, for_training=True)
+    (tmp_path / "labels.npz").write_text("not a zip")
+    opt = parse_train_options([*flags, "--sc_labels", str(tmp_path / "labels.npz")])
+    with pytest.raises(DataError, match="labels.npz: not a pseudo-label file"):
+        SelfConditionedModel(opt, for_training=True)
