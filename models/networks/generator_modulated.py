@@ -106,6 +106,7 @@ class ModulatedNorm(nn.Module):
         else:
             raise OptionError(f"the modulated generator takes --norm instance or batch, not '{norm}'")
         self.channels = channels
+        self.layer_number = -1  # set by the generator that owns it
 
     def forward(self, x: torch.Tensor, modulation: torch.Tensor | None) -> torch.Tensor:
         x = self.norm(x)
@@ -174,7 +175,8 @@ class ModulatedGenerator(nn.Module):
                   *range(n_downsampling - 1, -1, -1)]
         norms = [self.stem.norm, *(s.norm for s in self.down), *(n for b in self.blocks for n in (b.norm1, b.norm2)),
                  *(s.norm for s in self.up)]
-        self._layer_of = {id(n): i for i, n in enumerate(norms)}
+        for number, norm_layer in enumerate(norms):  # on the module itself: survives deepcopy and pickling
+            norm_layer.layer_number = number
         self.layer_levels = levels
         self.layer_channels = [n.channels for n in norms]
         self.num_codes = [2 * c for c in self.layer_channels]
@@ -193,7 +195,7 @@ class ModulatedGenerator(nn.Module):
         weights = instance_weights(index_segments(segments), self.n_downsampling, dtype)
 
         def modulate(norm: ModulatedNorm) -> torch.Tensor:
-            layer = self._layer_of[id(norm)]
+            layer = norm.layer_number
             return torch.einsum("bnhw,nc->bchw", weights[self.layer_levels[layer]], codes[layer].to(dtype))
 
         return modulate
