@@ -1,8 +1,11 @@
 """A pix2pixHD whose generator is style-modulated per instance (``--model modulated``, ``--netG modulated``).
 
-While this model trains, each instance's codes come from pix2pixHD's instance encoder (a pooled ``--feat_num``
-vector) through one affine map per layer (``PooledCodeEncoder``), trained jointly with G and judged by
-pix2pixHD's losses. The trained G is what GH-Feat (``models/ghfeat_model.py``) inverts, frozen.
+While this model trains, each instance's codes come from the real image through ``BandCodeEncoder`` (network
+``E``): coarse codes from the instance's mean colour (chromaticity and a log-brightness coordinate), mid and fine
+codes from its luminance contrast below and above G's coarsest cell. G and E are judged by pix2pixHD's losses, a
+pixel L1 to the image the codes came from (``--lambda_l1``) and the band-control term (``--lambda_band``): a
+swapped coarse vector must bring its donor's mean colour, a random fine one must leave the mean colours alone, so
+each layer group owns its band. The trained G is what GH-Feat (``models/ghfeat_model.py``) inverts, frozen.
 """
 
 from __future__ import annotations
@@ -43,9 +46,14 @@ class ModulatedModel(Pix2PixHDModel):
         """Defaults: the modulated generator, an 8-channel instance code, an encoder as deep as the demo's G."""
         parser.set_defaults(netG="modulated", feat_num=8, n_downsample_E=3)
         if is_train:
+            parser.add_argument("--lambda_l1", type=float, default=10.0,
+                                help="weight of the L1 distance between the reconstruction and the real image: G "
+                                     "re-renders the image its codes came from, so colour and brightness are held "
+                                     "to the pixel, not only through D's features (0: off)")
             parser.add_argument("--lambda_band", type=float, default=10.0,
-                                help="weight of the band-control term: a random coarse (fine) group vector must "
-                                     "leave the output's fine band (mean colours) as they are (0: off)")
+                                help="weight of the band-control term: a swapped coarse vector must give the donor's "
+                                     "mean colour and keep the fine band, a random fine vector must keep the mean "
+                                     "colours (0: off)")
 
     def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
         LayoutModel.__init__(self, opt, for_training)
@@ -96,22 +104,37 @@ class ModulatedModel(Pix2PixHDModel):
         vectors = self.netE.group_vectors(real, segments) if self.runners.get("E") is None else None
         codes = self.netE.codes_of(vectors) if vectors is not None else self.encode_codes(real, segments)
         fake = self.synthesize(semantics, segments, codes)
-        out = self.pix2pixhd_losses(semantics, fake, real)
+        out = self.reconstruction_losses(semantics, fake, real)
         if vectors is not None and getattr(self.opt, "lambda_band", 0) > 0:
             out.g_losses["G_band"] = self.band_control_loss(semantics, segments, real, vectors) * self.opt.lambda_band
         return out
 
+    def reconstruction_losses(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                              predictions: tuple | None = None) -> StepOutput:
+        """pix2pixHD's terms plus the pixel L1 to the image the codes were taken from (``--lambda_l1``)."""
+        out = self.pix2pixhd_losses(semantics, fake, real, predictions)
+        if getattr(self.opt, "lambda_l1", 0) > 0:
+            out.g_losses["G_L1"] = F.l1_loss(fake, real) * self.opt.lambda_l1
+        return out
+
     def band_control_loss(self, semantics: torch.Tensor, segments: torch.Tensor, real: torch.Tensor,
-                          vectors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Each group may only change its own band: with one group's vectors (coarse or fine, drawn at random)
-        replaced by uniform ones in [-1, 1], the other group's band of the output must still equal the real's."""
-        group = ("coarse", "fine")[int(torch.randint(2, ()))]
-        mixed = {**vectors, group: torch.rand_like(vectors[group]) * 2 - 1}
+                          vectors: dict[str, torch.Tensor], group: str | None = None) -> torch.Tensor:
+        """Each group owns its band and only its band. One group is drawn at random. Coarse: every instance takes
+        another instance's coarse vector, so its mean colour must become that donor's while its fine band stays
+        the real one's (without the swap a small training set lets G read colours off the layout, ignoring the
+        codes). Fine: uniform random vectors in [-1, 1] must leave the mean colours as they are."""
+        group = group or ("coarse", "fine")[int(torch.randint(2, ()))]
+        real_bands = frequency_bands(real, segments, self.netE.cell)
+        if group == "coarse":
+            donors = torch.randperm(vectors["coarse"].shape[0], device=real.device)
+            mixed = {**vectors, "coarse": vectors["coarse"][donors]}
+            targets = {"coarse": real_bands["coarse"][donors], "fine": real_bands["fine"]}
+        else:
+            mixed = {**vectors, "fine": torch.rand_like(vectors["fine"]) * 2 - 1}
+            targets = {"coarse": real_bands["coarse"]}
         fake = self.synthesize(semantics, segments, self.netE.codes_of(mixed))
         fake_bands = frequency_bands(fake, segments, self.netE.cell)
-        real_bands = frequency_bands(real, segments, self.netE.cell)
-        kept = "fine" if group == "coarse" else "coarse"
-        return F.l1_loss(fake_bands[kept], real_bands[kept])
+        return sum(F.l1_loss(fake_bands[band], target) for band, target in targets.items())
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
         return itertools.chain(self.netG.parameters(), self.netE.parameters())

@@ -162,7 +162,7 @@ class SelfConditionedModel(ModulatedModel):
         labels = self.instance_labels(batch, index)
         fake = self.synthesize(semantics, segments, self.condition(self.encode_codes(real, segments), labels))
         pred_fake, pred_real = self.discriminate(semantics, fake, real)
-        out = self.pix2pixhd_losses(semantics, fake, real, (pred_fake, pred_real))
+        out = self.reconstruction_losses(semantics, fake, real, (pred_fake, pred_real))
         out.g_losses["G_attr"] = attribute_kl(self.run("H", pred_fake[0][-2], index), labels) * self.opt.lambda_attr
         out.d_losses["D_attr"] = attribute_kl(self.run("H", pred_real[0][-2], index), labels) * self.opt.lambda_attr_D
         return out

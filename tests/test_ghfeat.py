@@ -44,6 +44,16 @@ def test_layer_group_convention():
     assert sorted(i for layers in g.group_layers.values() for i in layers) == list(range(11))
 
 
+def test_modulated_generator_survives_deepcopy():
+    """Each norm knows its layer number itself, so a copied generator (EMA copies, pickled models) still runs."""
+    import copy
+
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
+    seg, x = _segments(), torch.randn(2, 6, 16, 16)
+    codes = [torch.randn(5, n) for n in g.num_codes]
+    assert torch.equal(copy.deepcopy(g)(x, seg, codes), g(x, seg, codes))
+
+
 def test_pooling_ignores_empty_masks_and_keeps_tiny_instances_at_every_level():
     seg = _segments()
     index = index_segments(seg)
@@ -90,6 +100,21 @@ def test_band_encoder_groups_see_only_their_band():
         assert not torch.allclose(flat[group], base[group])
     codes = enc(image, seg)
     assert [tuple(c.shape) for c in codes] == [(5, n) for n in g.num_codes]
+
+
+def test_band_encoder_keeps_brightness_apart_from_chromaticity():
+    """Scaling flat instance colours moves the coarse vector's last (brightness) coordinate by log2(k) / 3 and
+    leaves the chromaticity coordinates (hue) nearly as they were."""
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
+    enc = BandCodeEncoder(3, g.num_codes, g.layer_groups, g.size_multiple, feat_num=4, nef=4, n_downsampling=2)
+    seg, unit = _segments(), torch.rand(2, 3, 16, 16) * 0.6 + 0.4
+    index = index_segments(seg)
+    flat = paint(pool_instances(unit, index), index)
+    base, darker = enc.group_vectors(flat * 2 - 1, seg), enc.group_vectors(flat * 0.5 * 2 - 1, seg)
+    assert torch.allclose(darker["coarse"][:, -1] - base["coarse"][:, -1], torch.full((5,), -1 / 3), atol=0.03)
+    assert torch.allclose(darker["coarse"][:, :-1], base["coarse"][:, :-1], atol=0.02)
+    with pytest.raises(ValueError, match="feat_num >= 2"):
+        BandCodeEncoder(3, g.num_codes, g.layer_groups, g.size_multiple, feat_num=1)
 
 
 def test_hierarchical_encoder_heads_read_their_levels():
@@ -143,6 +168,45 @@ def tiny_runs(demo_root, tmp_path_factory):
     Trainer(parse_train_options(tiny_flags(demo_root, ck, "mod") + ["--model", "modulated", "--max_iters", "2"])
             ).train()
     return demo_root, ck
+
+
+def test_modulated_terms_l1_and_band_control(tiny_runs):
+    """G_L1 is the weighted pixel L1 of the reconstruction; the coarse band-control term asks every instance for
+    its donor's mean colour (a swapped coarse vector) and its own fine band, the fine one for its own colour."""
+    import torch.nn.functional as F
+
+    from models.networks.hierarchical_encoder import frequency_bands
+
+    root, ck = tiny_runs
+    trainer = Trainer(parse_train_options(tiny_flags(root, ck, "terms") + ["--model", "modulated",
+                                                                            "--lambda_l1", "3"]))
+    model, batch = trainer.model, next(iter(trainer.loader))
+    torch.manual_seed(0)
+    out = model.compute_losses(batch)
+    semantics, real = model.encode_input(batch)
+    assert torch.allclose(out.g_losses["G_L1"], 3 * F.l1_loss(out.fake, real), atol=1e-5)
+    segments = model.segment_ids(batch)
+    vectors = model.netE.group_vectors(real, segments)
+    bands = frequency_bands(real, segments, model.netE.cell)
+
+    def expected(mixed: dict, targets: dict) -> torch.Tensor:
+        fake = frequency_bands(model.synthesize(semantics, segments, model.netE.codes_of(mixed)), segments,
+                               model.netE.cell)
+        return sum(F.l1_loss(fake[band], target) for band, target in targets.items())
+
+    torch.manual_seed(1)
+    coarse = model.band_control_loss(semantics, segments, real, vectors, "coarse")
+    torch.manual_seed(1)
+    donors = torch.randperm(vectors["coarse"].shape[0])
+    assert not torch.equal(donors, torch.arange(len(donors)))
+    swapped = {**vectors, "coarse": vectors["coarse"][donors]}
+    assert torch.allclose(coarse, expected(swapped, {"coarse": bands["coarse"][donors], "fine": bands["fine"]}))
+    assert not torch.allclose(coarse, expected(swapped, {"coarse": bands["coarse"], "fine": bands["fine"]}))
+    torch.manual_seed(2)
+    fine = model.band_control_loss(semantics, segments, real, vectors, "fine")
+    torch.manual_seed(2)
+    noise = {**vectors, "fine": torch.rand_like(vectors["fine"]) * 2 - 1}
+    assert torch.allclose(fine, expected(noise, {"coarse": bands["coarse"]}))
 
 
 def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs):

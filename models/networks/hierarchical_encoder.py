@@ -11,7 +11,10 @@ instance) followed by one affine map per layer.
 ``BandCodeEncoder`` is the modulated model's own encoder, which decides what each layer group of the generator
 learns to control: every group's codes come from one spatial-frequency band of the instance only (coarse: its mean
 colour, the lowest band; mid: luminance contrast coarser than the generator's coarsest cell; fine: the contrast
-finer than that), so the coarse layers own colour and the fine ones texture (``docs/ghfeat.md``).
+finer than that), so the coarse layers own colour and the fine ones texture (``docs/ghfeat.md``). The coarse vector
+keeps brightness apart from chromaticity: its last coordinate is the mean colour's log luminance and the others see
+only the luminance-free chromaticity, so brightness is a scale and a brightness edit is a move along one coordinate
+that leaves hue alone (``docs/selfcond.md``).
 
 Both return codes as ``generator_modulated`` defines them: ``codes[l]`` is ``[N, num_codes[l]]``, rows ordered
 like ``index_segments(segments).keys``.
@@ -143,6 +146,8 @@ class PooledCodeEncoder(nn.Module):
 #: Rec. 601 luma weights: the luminance that the mid and fine bands are taken from.
 LUMA = (0.299, 0.587, 0.114)
 CONTRAST_EPS = 0.05
+#: Darkest luminance the brightness coordinate tells apart (log2: -6), and the octaves mapped onto [-1, 1].
+LUMA_FLOOR, LUMA_OCTAVES = 1 / 64, 6.0
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -151,6 +156,18 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     if unit.shape[1] != len(LUMA):
         return unit.mean(1, keepdim=True)
     return sum(w * unit[:, c:c + 1] for c, w in enumerate(LUMA))
+
+
+def brightness_coordinate(luma: torch.Tensor) -> torch.Tensor:
+    """Luminance in [0, 1] -> log2 luminance mapped onto [-1, 1] (1/64 -> -1, 1 -> ~1): scaling a colour by k moves
+    it by log2(k) / 3."""
+    return (1 + 2 * torch.log2(luma.clamp(min=0) + LUMA_FLOOR) / LUMA_OCTAVES).clamp(-1, 1)
+
+
+def chromaticity(colour: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
+    """[N, C] colour in [0, 1] and [N, 1] its luminance -> the colour's deviation from grey relative to its
+    luminance: unchanged when the colour is scaled (for luminances well above ``LUMA_FLOOR``)."""
+    return (colour - luma) / (luma + LUMA_FLOOR)
 
 
 def lowpass(x: torch.Tensor, cell: int) -> torch.Tensor:
@@ -185,8 +202,10 @@ class BandCodeEncoder(nn.Module):
         super().__init__()
         self.num_codes, self.cell = list(num_codes), cell
         self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g] for g in GROUPS}
-        self.colour = nn.Sequential(nn.Linear(input_nc, 4 * feat_num), nn.LeakyReLU(0.2),
-                                    nn.Linear(4 * feat_num, feat_num), nn.Tanh())
+        if feat_num < 2:
+            raise ValueError("BandCodeEncoder needs feat_num >= 2 (chromaticity and brightness)")
+        self.chroma = nn.Sequential(nn.Linear(input_nc, 4 * feat_num), nn.LeakyReLU(0.2),
+                                    nn.Linear(4 * feat_num, feat_num - 1), nn.Tanh())
         self.texture = nn.ModuleDict({g: GlobalGenerator(1, feat_num, nef, n_downsampling, n_blocks=0, norm=norm)
                                       for g in ("mid", "fine")})
         self.size_multiple = 2**n_downsampling
@@ -196,10 +215,17 @@ class BandCodeEncoder(nn.Module):
         """[N, feat_num] per group in [-1, 1], each computed from that group's band only."""
         bands = frequency_bands(image, segments, self.cell)
         index = index_segments(segments)
-        vectors = {"coarse": self.colour(bands["coarse"])}
+        vectors = {"coarse": self.colour_vector(bands["coarse"])}
         for group, net in self.texture.items():
             vectors[group] = pool_instances(net(bands[group]), index)
         return vectors
+
+    def colour_vector(self, mean_colour: torch.Tensor) -> torch.Tensor:
+        """[N, C] mean colours in [-1, 1] -> [N, feat_num] coarse vectors: an MLP of the chromaticity, then the
+        brightness coordinate (fixed, not learned, so that it means the same in every run)."""
+        unit = (mean_colour + 1) / 2
+        value = unit.amax(dim=1, keepdim=True)
+        return torch.cat([self.chroma(chromaticity(unit, value)), brightness_coordinate(value)], dim=1)
 
     def codes_of(self, vectors: dict[str, torch.Tensor]) -> Codes:
         """Per-layer codes from per-group vectors (each layer's affine map of its group's vector)."""
