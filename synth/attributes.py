@@ -192,11 +192,15 @@ def bin_shares(labels: np.ndarray, bins: int) -> np.ndarray:
     return counts / max(counts.sum(), 1)
 
 
-def rebalance_figures(labels: np.ndarray, drawn: np.ndarray, bins: int = 10) -> dict[str, float]:
-    """How resampling changed the label distribution: the max/min ratio of the interior bins' shares (of
-    ``bins``) before and after, and the share of the two sparsest thirds of the range before and after."""
+def rebalance_figures(labels: np.ndarray, drawn: np.ndarray, bins: int = 10,
+                      values: np.ndarray | None = None) -> dict[str, float]:
+    """How resampling changed the distribution: the max/min ratio of the interior label bins' shares (of ``bins``,
+    what the sampler flattens) before and after, and the share of the two sparsest thirds of the range before and
+    after. The thirds are taken over ``values`` (e.g. the attribute's true value, already scaled to [0, 1]) when
+    given, so they show what resampling does to the attribute itself; else over the labels."""
     before, after = bin_shares(labels, bins), bin_shares(labels[drawn], bins)
-    thirds_before, thirds_after = bin_shares(labels, 3), bin_shares(labels[drawn], 3)
+    measured = labels if values is None else np.asarray(values, np.float64)
+    thirds_before, thirds_after = bin_shares(measured, 3), bin_shares(measured[drawn], 3)
     sparse = np.argsort(thirds_before)[:2]
 
     def ratio(shares: np.ndarray) -> float:

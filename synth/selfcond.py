@@ -6,8 +6,9 @@
 3. fine-tuning: ``synth-train --model selfcond --sc_pretrained RUN --sc_labels FILE`` (``models/selfcond_model.py``);
 4. ``sweep``: one instance's attribute label swept from 0 to 1, saved as a strip.
 
-An instance's code is its per-layer codes concatenated in layer order; an edit to label ``t`` moves the code
-along the direction to the distance of ``t`` and, with a self-conditioned model, also sets its condition to ``t``.
+An instance's code is its per-layer codes concatenated in layer order. With a self-conditioned model an edit to
+label ``t`` sets the instance's condition to ``t`` and keeps its code (SC-GAN's edit; ``move_code`` also moves the
+code along the direction); the baseline, an un-fine-tuned model, can only move the code to the distance of ``t``.
 Objects are the instances with ids >= 1000 (pix2pixHD's and Cityscapes' convention); only they get labels.
 """
 
@@ -140,11 +141,12 @@ class Sweep:
 
 @torch.no_grad()
 def sweep(model, batch: dict, instance: int, steps: int = 5, attribute: str | None = None,
-          baseline: PseudoLabels | None = None) -> Sweep:
+          baseline: PseudoLabels | None = None, move_code: bool = False) -> Sweep:
     """Image 0 of ``batch`` re-rendered with ``instance``'s attribute label at ``steps`` values from 0 to 1.
 
-    With a self-conditioned ``model``: code moved to the label's distance and condition set to it. With
-    ``baseline`` (the pseudo-labels, for an un-fine-tuned modulated ``model``): the code move alone."""
+    With a self-conditioned ``model``: the condition set to the label (and, with ``move_code``, the code moved to
+    the label's distance too). With ``baseline`` (the pseudo-labels, for an un-fine-tuned modulated ``model``):
+    the code move alone."""
     batch = {k: v[:1] for k, v in batch.items()}
     enc = gf.encode(model, batch)
     row = gf.row_of(enc.index, 0, instance)
@@ -165,7 +167,8 @@ def sweep(model, batch: dict, instance: int, steps: int = 5, attribute: str | No
 
     def render(t: float) -> torch.Tensor:
         moved = flat.clone()
-        moved[row] += (low + t * (high - low) - (flat[row] @ normal + intercept)) * normal
+        if move_code or not conditional:
+            moved[row] += (low + t * (high - low) - (flat[row] @ normal + intercept)) * normal
         codes = split_codes(moved.float(), model.netG.num_codes)
         if conditional:
             labels = object_labels(model, moved, enc.index)
@@ -203,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance", type=int, default=None, help="sweep: instance id to edit")
     parser.add_argument("--attribute", default=None, help="sweep: attribute name (default the first)")
     parser.add_argument("--steps", type=int, default=5, help="sweep: label values from 0 to 1")
+    parser.add_argument("--move_code", action="store_true",
+                        help="sweep: also move the code along the direction (default: the condition alone)")
     parser.add_argument("--baseline_labels", default=None,
                         help="sweep with an un-fine-tuned --model modulated run: its pseudo-label file")
     parser.add_argument("--min_area_fraction", type=float, default=gf.DEFAULT_MIN_AREA_FRACTION)
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             if baseline is None and not hasattr(model, "condition"):
                 raise OptionError(f"{opt.name}: sweeping an un-fine-tuned run needs --baseline_labels FILE")
             batch = gf._sample(gf._dataset(opt, opt.phase), args.image)
-            images = sweep(model, batch, args.instance, args.steps, args.attribute, baseline).images
+            images = sweep(model, batch, args.instance, args.steps, args.attribute, baseline, args.move_code).images
             out_dir = Path(args.out) if args.out else Path(opt.results_dir) / opt.name / "selfcond"
             path = save_strip(out_dir / f"{args.image}_{args.instance}_sweep.png", batch["image"][0], images)
             print(f"wrote {path}")

@@ -129,6 +129,13 @@ def test_rebalancing_makes_interior_bins_about_uniform():
     figures = at.rebalance_figures(labels, drawn)
     assert figures["interior_ratio_after"] <= 3 < figures["interior_ratio_before"], figures
     assert figures["sparse_share_after"] >= 1.3 * figures["sparse_share_before"], figures
+    values = labels ** 0.5  # the attribute itself: same order as the labels, less piled up
+    by_value = at.rebalance_figures(labels, drawn, values=values)
+    thirds = np.bincount(np.minimum((values * 3).astype(int), 2), minlength=3) / len(values)
+    assert by_value["interior_ratio_after"] == figures["interior_ratio_after"]
+    assert np.isclose(by_value["sparse_share_before"], np.sort(thirds)[:2].sum())
+    assert by_value["sparse_share_before"] > figures["sparse_share_before"]
+    assert by_value["sparse_share_after"] > by_value["sparse_share_before"]
     images = at.image_weights(weights, image_of, 400)
     assert np.isclose(images.sum(), 1) and np.allclose(images, np.bincount(image_of, weights))
     report = at.resample_report(image_of[drawn[:400]])

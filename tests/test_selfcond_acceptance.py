@@ -20,7 +20,8 @@ from tests.conftest import modulated_flags
 
 pytestmark = pytest.mark.slow
 
-SIZE, N_TRAIN, N_TEST, G_EPOCHS, SC_EPOCHS, STEPS = 32, 96, 60, 10, 4, 5
+SIZE, N_TRAIN, N_TEST, G_EPOCHS, SC_EPOCHS, STEPS = 32, 96, 60, 40, 4, 5
+BRIGHTNESS_MIN = 0.3
 HUE_TOLERANCE = 0.05  # turns of the colour wheel, median over objects of the largest drift in a sweep
 OUTSIDE_TOLERANCE = 0.02  # mean absolute change outside the edited object, in [0, 1] intensity
 
@@ -29,8 +30,9 @@ OUTSIDE_TOLERANCE = 0.02  # mean absolute change outside the edited object, in [
 def runs(tmp_path_factory):
     """Pretrained modulated run, direction from 100 labelled objects, pseudo-labels, fine-tuned run."""
     tmp = tmp_path_factory.mktemp("selfcond_acceptance")
-    root = generate_demo_dataset(tmp / "demo", DemoConfig(width=SIZE, height=SIZE, n_train=N_TRAIN, n_test=N_TEST,
-                                                          seed=5, brightness_min=0.3, brightness_bottom_share=0.85))
+    config = DemoConfig(width=SIZE, height=SIZE, n_train=N_TRAIN, n_test=N_TEST, seed=5,
+                        brightness_min=BRIGHTNESS_MIN, brightness_bottom_share=0.85)
+    root = generate_demo_dataset(tmp / "demo", config)
     common = modulated_flags(root, tmp / "ck")
     Trainer(parse_train_options(common + ["--name", "mod", "--model", "modulated", "--niter", str(G_EPOCHS)])).train()
     opt = parse_test_options(["--name", "mod", "--checkpoints_dir", str(tmp / "ck"), "--device", "cpu"])
@@ -75,17 +77,21 @@ def test_resampling_flattens_the_label_bins(runs):
     labels = runs["labels"].labels[:, 0]
     rng = np.random.default_rng(0)
     drawn = rng.choice(len(labels), 20 * len(labels), p=at.instance_weights(labels, 10))
-    figures = at.rebalance_figures(labels, drawn)
-    print("resampling:", figures)
+    true = runs["truth"]["train"]["brightness"]
+    figures = at.rebalance_figures(labels, drawn, values=(true - BRIGHTNESS_MIN) / (1 - BRIGHTNESS_MIN))
+    print("resampling (thirds of the true brightness range):", figures)
     assert figures["interior_ratio_after"] <= 3, figures
     if figures["sparse_share_after"] < 1.3 * figures["sparse_share_before"]:
-        pytest.xfail(f"not reached yet: {figures}; the pseudo-labels are only long-tailed when the direction "
-                     f"follows the attribute (see test_pseudo_labels_order_held_out_objects)")
+        pytest.xfail(f"not reached yet: {figures}; resampling by pseudo-label only helps the true attribute "
+                     f"when the direction follows it (see test_pseudo_labels_order_held_out_objects)")
 
 
 #: Bins of edit size, the brightness change the edit achieved on the object (measured against the unedited render):
-#: identity is compared at equal edit size, since an edit that changes nothing drifts nothing.
-EDIT_BINS = (0.0, 0.03, 0.1, np.inf)
+#: identity is compared at equal edit size, since an edit that changes nothing drifts nothing. Each bin spans a
+#: factor of two, so that the two models' edits inside one bin are of about the same size.
+EDIT_BINS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, np.inf)
+#: A bin's median is judged only where it holds this many (object, step) edits: a median of a few is noise.
+MIN_STEPS = 20
 
 
 def _sweeps(runs, model, baseline) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +120,8 @@ def _sweeps(runs, model, baseline) -> tuple[np.ndarray, np.ndarray]:
 
 def test_edits_follow_the_label_and_keep_identity(runs):
     """Median rho >= 0.9; more sweeps reach the real objects' top decile than the baseline's; in every bin of edit
-    size (brightness change achieved) the median hue drift and change outside the object are under tolerance and
-    no worse than the baseline's."""
+    size (brightness change achieved, counted where it holds MIN_STEPS edits) the median hue drift and change
+    outside the object are under tolerance and no worse than the baseline's."""
     results = {"tuned": _sweeps(runs, runs["tuned"], None), "baseline": _sweeps(runs, runs["base"], runs["labels"])}
     top_decile = np.percentile(results["tuned"][0][:, 2], 90)
     figures = {}
@@ -124,20 +130,22 @@ def test_edits_follow_the_label_and_keep_identity(runs):
         figures[name] = {
             "median_rho": round(float(np.median(per_object[:, 0])), 3),
             "top_decile": int((per_object[:, 1] >= top_decile).sum()),
-            "steps_by_edit_size": [int((bins == b).sum()) for b in range(3)],
+            "steps_by_edit_size": [int((bins == b).sum()) for b in range(len(EDIT_BINS) - 1)],
             "hue_drift_by_edit_size": [round(float(np.median(per_step[bins == b, 1])), 4) if (bins == b).any()
-                                       else None for b in range(3)],
+                                       else None for b in range(len(EDIT_BINS) - 1)],
             "outside_by_edit_size": [round(float(np.median(per_step[bins == b, 2])), 5) if (bins == b).any()
-                                     else None for b in range(3)],
+                                     else None for b in range(len(EDIT_BINS) - 1)],
         }
     print("edit figures:", figures)
     tuned, base = figures["tuned"], figures["baseline"]
     assert max(v for v in tuned["outside_by_edit_size"] if v is not None) < OUTSIDE_TOLERANCE, figures
 
     def no_worse(key: str, tolerance: float) -> bool:
-        """Under tolerance in every bin, and no worse than the baseline in every bin both have steps in."""
-        pairs = zip(tuned[key], base[key], strict=True)
-        return all(t is None or (t <= tolerance and (b is None or t <= b)) for t, b in pairs)
+        """Under tolerance in every bin, and no worse than the baseline in every bin where both hold MIN_STEPS."""
+        counts = zip(tuned["steps_by_edit_size"], base["steps_by_edit_size"], strict=True)
+        compared = [min(n_t, n_b) >= MIN_STEPS for n_t, n_b in counts]
+        pairs = zip(tuned[key], base[key], compared, strict=True)
+        return all(t is None or (t <= tolerance and (not both or t <= b)) for t, b, both in pairs)
 
     identity, outside = no_worse("hue_drift_by_edit_size", HUE_TOLERANCE), no_worse("outside_by_edit_size",
                                                                                       OUTSIDE_TOLERANCE)
