@@ -238,6 +238,28 @@ def test_sweep_command_writes_a_strip(pretrained, demo_root, tmp_path):
                           "--baseline_labels", str(labels_path), *common]) == 0
     assert selfcond_main(["sweep", "--name", "mod", "--image", key, "--instance", "7", *common]) == 2
 
+    # The edit is the condition alone: with zero offsets nothing changes, unless the code is moved too.
+    from torch.utils.data import default_collate
+
+    from data import create_dataset
+    from models.pix2pixhd_model import generator_size_multiple
+    from options import parse_test_options
+    from synth.inference import load_generator
+    from synth.selfcond import sweep
+
+    opt = parse_test_options(["--name", "sc_sweep", *common])
+    model = load_generator(opt)
+    opt.size_multiple = generator_size_multiple(opt)
+    dataset = create_dataset(opt)
+    batch = default_collate([dataset[[s.key for s in dataset.samples].index(key)]])
+    with torch.no_grad():
+        model.netC.low.zero_()
+        model.netC.high.zero_()
+    kept = sweep(model, batch, instance, 3)
+    assert all(torch.equal(image, kept.unedited) for image in kept.images)
+    moved = sweep(model, batch, instance, 3, move_code=True)
+    assert not torch.equal(moved.images[0], moved.images[-1])
+
 
 def test_selfcond_needs_its_inputs(demo_root, tmp_path):
     from models.selfcond_model import SelfConditionedModel
