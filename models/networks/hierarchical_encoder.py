@@ -12,9 +12,9 @@ instance) followed by one affine map per layer.
 learns to control: every group's codes come from one spatial-frequency band of the instance only (coarse: its mean
 colour, the lowest band; mid: luminance contrast coarser than the generator's coarsest cell; fine: the contrast
 finer than that), so the coarse layers own colour and the fine ones texture (``docs/ghfeat.md``). The coarse vector
-keeps brightness apart from chromaticity: its last coordinate is the mean colour's log luminance and the others see
-only the luminance-free chromaticity, so brightness is a scale and a brightness edit is a move along one coordinate
-that leaves hue alone (``docs/selfcond.md``).
+keeps brightness apart from chromaticity: its last coordinate is the mean colour's log brightness (HSV value, the
+max channel) and the others see only the brightness-free chromaticity, so brightness is a scale and a brightness
+edit is a move along one coordinate that leaves hue alone (``docs/selfcond.md``).
 
 Both return codes as ``generator_modulated`` defines them: ``codes[l]`` is ``[N, num_codes[l]]``, rows ordered
 like ``index_segments(segments).keys``.
@@ -146,8 +146,8 @@ class PooledCodeEncoder(nn.Module):
 #: Rec. 601 luma weights: the luminance that the mid and fine bands are taken from.
 LUMA = (0.299, 0.587, 0.114)
 CONTRAST_EPS = 0.05
-#: Darkest luminance the brightness coordinate tells apart (log2: -6), and the octaves mapped onto [-1, 1].
-LUMA_FLOOR, LUMA_OCTAVES = 1 / 64, 6.0
+#: Darkest brightness the brightness coordinate tells apart (log2: -6), and the octaves mapped onto [-1, 1].
+BRIGHTNESS_FLOOR, BRIGHTNESS_OCTAVES = 1 / 64, 6.0
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -158,16 +158,16 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     return sum(w * unit[:, c:c + 1] for c, w in enumerate(LUMA))
 
 
-def brightness_coordinate(luma: torch.Tensor) -> torch.Tensor:
-    """Luminance in [0, 1] -> log2 luminance mapped onto [-1, 1] (1/64 -> -1, 1 -> ~1): scaling a colour by k moves
-    it by log2(k) / 3."""
-    return (1 + 2 * torch.log2(luma.clamp(min=0) + LUMA_FLOOR) / LUMA_OCTAVES).clamp(-1, 1)
+def brightness_coordinate(brightness: torch.Tensor) -> torch.Tensor:
+    """Brightness in [0, 1] -> log2 brightness mapped onto [-1, 1] (1/64 -> -1, 1 -> ~1): scaling a colour by k
+    moves it by log2(k) / 3."""
+    return (1 + 2 * torch.log2(brightness.clamp(min=0) + BRIGHTNESS_FLOOR) / BRIGHTNESS_OCTAVES).clamp(-1, 1)
 
 
-def chromaticity(colour: torch.Tensor, luma: torch.Tensor) -> torch.Tensor:
-    """[N, C] colour in [0, 1] and [N, 1] its luminance -> the colour's deviation from grey relative to its
-    luminance: unchanged when the colour is scaled (for luminances well above ``LUMA_FLOOR``)."""
-    return (colour - luma) / (luma + LUMA_FLOOR)
+def chromaticity(colour: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
+    """[N, C] colour in [0, 1] and [N, 1] its brightness -> the colour's deviation from grey relative to its
+    brightness: unchanged when the colour is scaled (for brightness well above ``BRIGHTNESS_FLOOR``)."""
+    return (colour - brightness) / (brightness + BRIGHTNESS_FLOOR)
 
 
 def lowpass(x: torch.Tensor, cell: int) -> torch.Tensor:
@@ -222,7 +222,7 @@ class BandCodeEncoder(nn.Module):
 
     def colour_vector(self, mean_colour: torch.Tensor) -> torch.Tensor:
         """[N, C] mean colours in [-1, 1] -> [N, feat_num] coarse vectors: an MLP of the chromaticity, then the
-        brightness coordinate (fixed, not learned, so that it means the same in every run)."""
+        brightness coordinate of the HSV value (fixed, not learned, so that it means the same in every run)."""
         unit = (mean_colour + 1) / 2
         value = unit.amax(dim=1, keepdim=True)
         return torch.cat([self.chroma(chromaticity(unit, value)), brightness_coordinate(value)], dim=1)
