@@ -24,7 +24,7 @@ from models.losses import VGGLoss
 from models.losses.gan import _final_outputs
 from models.modulated_model import ModulatedModel, check_modulated
 from models.networks import build_discriminator, build_generator, init_weights
-from models.networks.generator_modulated import Codes, ModulatedGenerator
+from models.networks.generator_modulated import Codes, ModulatedGenerator, index_segments
 from models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
 from models.networks.vgg import VGG19Features
 from models.pix2pixhd_model import semantic_channels
@@ -160,7 +160,7 @@ class GHFeatModel(LayoutModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("reconstruction needs the real images")
-        segments = self.segment_ids(batch)
+        segments = index_segments(self.segment_ids(batch))  # numbered once for E and G
         codes = self.encode_codes(real, segments)
         return self.synthesize(semantics, segments, codes), codes
 

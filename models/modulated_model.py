@@ -21,7 +21,7 @@ from torch import nn
 from models.base_model import LayoutModel, StepOutput
 from models.losses import GANLoss, VGGLoss
 from models.networks import build_discriminator, build_generator, init_weights
-from models.networks.generator_modulated import Codes, ModulatedGenerator
+from models.networks.generator_modulated import Codes, ModulatedGenerator, SegmentIndex, index_segments
 from models.networks.hierarchical_encoder import BandCodeEncoder, frequency_bands
 from models.networks.vgg import VGG19Features
 from models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
@@ -83,11 +83,12 @@ class ModulatedModel(Pix2PixHDModel):
         device = next(self.netG.parameters()).device
         return batch["label" if self.opt.no_instance else "inst"].to(device, non_blocking=True)
 
-    def encode_codes(self, real: torch.Tensor, segments: torch.Tensor) -> Codes:
+    def encode_codes(self, real: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
         """Per-instance, per-layer codes of a real image."""
         return self.run("E", real, segments)
 
-    def synthesize(self, semantics: torch.Tensor, segments: torch.Tensor, codes: Codes | None) -> torch.Tensor:
+    def synthesize(self, semantics: torch.Tensor, segments: torch.Tensor | SegmentIndex, codes: Codes | None
+                   ) -> torch.Tensor:
         """G on a layout with codes painted through its instances (None: zero modulation)."""
         return self.run("G", semantics, segments, codes)
 
@@ -100,7 +101,7 @@ class ModulatedModel(Pix2PixHDModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("training needs real images in the batch")
-        segments = self.segment_ids(batch)
+        segments = index_segments(self.segment_ids(batch))  # numbered once per step, used by E, G and the bands
         vectors = self.netE.group_vectors(real, segments) if self.runners.get("E") is None else None
         codes = self.netE.codes_of(vectors) if vectors is not None else self.encode_codes(real, segments)
         fake = self.synthesize(semantics, segments, codes)
@@ -117,7 +118,7 @@ class ModulatedModel(Pix2PixHDModel):
             out.g_losses["G_L1"] = F.l1_loss(fake, real) * self.opt.lambda_l1
         return out
 
-    def band_control_loss(self, semantics: torch.Tensor, segments: torch.Tensor, real: torch.Tensor,
+    def band_control_loss(self, semantics: torch.Tensor, segments: torch.Tensor | SegmentIndex, real: torch.Tensor,
                           vectors: dict[str, torch.Tensor], group: str | None = None) -> torch.Tensor:
         """Each group owns its band and only its band. One group is drawn at random. Coarse: every instance takes
         another instance's coarse vector, so its mean colour must become that donor's while its fine band stays

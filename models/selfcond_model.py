@@ -143,7 +143,7 @@ class SelfConditionedModel(ModulatedModel):
             nets["H"] = self.netH
         return nets
 
-    def encode_codes(self, real: torch.Tensor, segments: torch.Tensor) -> Codes:
+    def encode_codes(self, real: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
         """The frozen encoder's codes (no graph)."""
         with torch.no_grad():
             return self.netE(real, segments)
@@ -157,10 +157,9 @@ class SelfConditionedModel(ModulatedModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("training needs real images in the batch")
-        segments = self.segment_ids(batch)
-        index = index_segments(segments)
+        index = index_segments(self.segment_ids(batch))  # numbered once for the labels, E, G and the head
         labels = self.instance_labels(batch, index)
-        fake = self.synthesize(semantics, segments, self.condition(self.encode_codes(real, segments), labels))
+        fake = self.synthesize(semantics, index, self.condition(self.encode_codes(real, index), labels))
         pred_fake, pred_real = self.discriminate(semantics, fake, real)
         out = self.reconstruction_losses(semantics, fake, real, (pred_fake, pred_real))
         out.g_losses["G_attr"] = attribute_kl(self.run("H", pred_fake[0][-2], index), labels) * self.opt.lambda_attr

@@ -67,6 +67,12 @@ def index_segments(segments: torch.Tensor) -> SegmentIndex:
     return SegmentIndex(inverse.view(segments.shape), keys)
 
 
+def as_index(segments: torch.Tensor | SegmentIndex) -> SegmentIndex:
+    """``segments`` [B,1,H,W] numbered by ``index_segments``, or an index a caller already computed for this step
+    (numbering is a ``torch.unique``, a host sync on a GPU: once per step is enough)."""
+    return segments if isinstance(segments, SegmentIndex) else index_segments(segments)
+
+
 def pool_instances(features: torch.Tensor, index: SegmentIndex) -> torch.Tensor:
     """Mean of ``features`` [B,C,h,w] inside each instance -> [N, C], area-weighted at any resolution.
 
@@ -188,11 +194,11 @@ class ModulatedGenerator(nn.Module):
         """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc)."""
         return cls(input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm)
 
-    def modulations(self, segments: torch.Tensor, codes: Codes, dtype: torch.dtype):
+    def modulations(self, segments: torch.Tensor | SegmentIndex, codes: Codes, dtype: torch.dtype):
         """A function ``norm -> [B, 2C, h, w]`` map painting each instance's code of that layer over its mask."""
         if len(codes) != len(self.num_codes):
             raise ValueError(f"expected {len(self.num_codes)} per-layer codes, got {len(codes)}")
-        weights = instance_weights(index_segments(segments), self.n_downsampling, dtype)
+        weights = instance_weights(as_index(segments), self.n_downsampling, dtype)
 
         def modulate(norm: ModulatedNorm) -> torch.Tensor:
             layer = norm.layer_number
@@ -200,9 +206,10 @@ class ModulatedGenerator(nn.Module):
 
         return modulate
 
-    def forward(self, x: torch.Tensor, segments: torch.Tensor | None = None, codes: Codes | None = None
-                ) -> torch.Tensor:
-        """Layout input [B,input_nc,H,W], instance ids [B,1,H,W] and per-layer codes -> image in [-1, 1]."""
+    def forward(self, x: torch.Tensor, segments: torch.Tensor | SegmentIndex | None = None,
+                codes: Codes | None = None) -> torch.Tensor:
+        """Layout input [B,input_nc,H,W], instance ids [B,1,H,W] (or their ``SegmentIndex``) and per-layer codes ->
+        image in [-1, 1]."""
         if codes is None or segments is None:
             def modulate(norm: ModulatedNorm) -> None:
                 return None

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.networks.generator_global import GlobalGenerator
-from models.networks.generator_modulated import GROUPS, Codes, index_segments, pool_instances
+from models.networks.generator_modulated import GROUPS, Codes, SegmentIndex, as_index, pool_instances
 
 #: The pyramid level (0 shallowest) whose instance vectors feed each group's head.
 GROUP_LEVEL = {"fine": 0, "mid": 1, "coarse": 2}
@@ -99,14 +99,14 @@ class HierarchicalEncoder(nn.Module):
             outputs.insert(0, self.smooth[level](top))
         return outputs
 
-    def instance_vectors(self, image: torch.Tensor, segments: torch.Tensor) -> list[torch.Tensor]:
+    def instance_vectors(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> list[torch.Tensor]:
         """[N, pyramid width] per level, the deepest level's vector added into the shallower ones."""
-        index = index_segments(segments)
+        index = as_index(segments)
         pooled = [pool_instances(level, index) for level in self.pyramid(image)]
         return [v + pooled[-1] for v in pooled[:-1]] + [pooled[-1]]
 
-    def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
-        """[B,3,H,W] image and [B,1,H,W] instance ids -> per-layer codes."""
+    def forward(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
+        """[B,3,H,W] image and [B,1,H,W] instance ids (or their ``SegmentIndex``) -> per-layer codes."""
         vectors = self.instance_vectors(image, segments)
         codes: list[torch.Tensor | None] = [None] * len(self.num_codes)
         for group, layers in self.group_layers.items():
@@ -132,11 +132,11 @@ class PooledCodeEncoder(nn.Module):
         self.size_multiple = self.net.size_multiple
         self.affines = nn.ModuleList(nn.Linear(feat_num, n) for n in num_codes)
 
-    def instance_vectors(self, image: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    def instance_vectors(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> torch.Tensor:
         """[N, feat_num]: the encoder's output averaged inside each instance."""
-        return pool_instances(self.net(image), index_segments(segments))
+        return pool_instances(self.net(image), as_index(segments))
 
-    def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
+    def forward(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
         vectors = self.instance_vectors(image, segments)
         return [affine(vectors) for affine in self.affines]
 
@@ -181,11 +181,12 @@ def paint(values: torch.Tensor, index) -> torch.Tensor:
     return values[index.index[:, 0]].permute(0, 3, 1, 2)
 
 
-def frequency_bands(image: torch.Tensor, segments: torch.Tensor, cell: int) -> dict[str, torch.Tensor]:
+def frequency_bands(image: torch.Tensor, segments: torch.Tensor | SegmentIndex, cell: int
+                    ) -> dict[str, torch.Tensor]:
     """An instance's three bands: ``coarse`` [N, C] its mean colour (the DC band); ``mid`` and ``fine`` [B,1,H,W]
     its Weber luminance contrast (luma / instance mean luma - 1: no colour, no brightness) below and above the
     ``cell``-pixel scale."""
-    index = index_segments(segments)
+    index = as_index(segments)
     luma = luminance(image)
     mean_luma = paint(pool_instances(luma, index), index)
     contrast = (luma - mean_luma) / (mean_luma + CONTRAST_EPS)
@@ -211,10 +212,10 @@ class BandCodeEncoder(nn.Module):
         self.size_multiple = 2**n_downsampling
         self.affines = nn.ModuleList(nn.Linear(feat_num, n) for n in num_codes)
 
-    def group_vectors(self, image: torch.Tensor, segments: torch.Tensor) -> dict[str, torch.Tensor]:
+    def group_vectors(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> dict[str, torch.Tensor]:
         """[N, feat_num] per group in [-1, 1], each computed from that group's band only."""
-        bands = frequency_bands(image, segments, self.cell)
-        index = index_segments(segments)
+        index = as_index(segments)
+        bands = frequency_bands(image, index, self.cell)
         vectors = {"coarse": self.colour_vector(bands["coarse"])}
         for group, net in self.texture.items():
             vectors[group] = pool_instances(net(bands[group]), index)
@@ -235,5 +236,5 @@ class BandCodeEncoder(nn.Module):
                 codes[layer] = self.affines[layer](vectors[group])
         return codes  # type: ignore[return-value]
 
-    def forward(self, image: torch.Tensor, segments: torch.Tensor) -> Codes:
+    def forward(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
         return self.codes_of(self.group_vectors(image, segments))
