@@ -102,12 +102,16 @@ class ModulatedModel(Pix2PixHDModel):
         if real is None:
             raise ValueError("training needs real images in the batch")
         segments = index_segments(self.segment_ids(batch))  # numbered once per step, used by E, G and the bands
-        vectors = self.netE.group_vectors(real, segments) if self.runners.get("E") is None else None
-        codes = self.netE.codes_of(vectors) if vectors is not None else self.encode_codes(real, segments)
-        fake = self.synthesize(semantics, segments, codes)
+        if self.runners.get("E") is not None:  # under DDP: E's own forward, no band term (see docs/ghfeat.md)
+            return self.reconstruction_losses(semantics, self.synthesize(semantics, segments, self.encode_codes(
+                real, segments)), real)
+        real_bands = frequency_bands(real, segments, self.netE.cell)
+        vectors = self.netE.group_vectors(real, segments, real_bands)
+        fake = self.synthesize(semantics, segments, self.netE.codes_of(vectors))
         out = self.reconstruction_losses(semantics, fake, real)
-        if vectors is not None and getattr(self.opt, "lambda_band", 0) > 0:
-            out.g_losses["G_band"] = self.band_control_loss(semantics, segments, real, vectors) * self.opt.lambda_band
+        if getattr(self.opt, "lambda_band", 0) > 0:
+            out.g_losses["G_band"] = self.band_control_loss(semantics, segments, real_bands, vectors) * \
+                self.opt.lambda_band
         return out
 
     def reconstruction_losses(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
@@ -118,16 +122,16 @@ class ModulatedModel(Pix2PixHDModel):
             out.g_losses["G_L1"] = F.l1_loss(fake, real) * self.opt.lambda_l1
         return out
 
-    def band_control_loss(self, semantics: torch.Tensor, segments: torch.Tensor | SegmentIndex, real: torch.Tensor,
-                          vectors: dict[str, torch.Tensor], group: str | None = None) -> torch.Tensor:
+    def band_control_loss(self, semantics: torch.Tensor, segments: torch.Tensor | SegmentIndex,
+                          real_bands: dict[str, torch.Tensor], vectors: dict[str, torch.Tensor],
+                          group: str | None = None) -> torch.Tensor:
         """Each group owns its band and only its band. One group is drawn at random. Coarse: every instance takes
         another instance's coarse vector, so its mean colour must become that donor's while its fine band stays
         the real one's (without the swap a small training set lets G read colours off the layout, ignoring the
         codes). Fine: uniform random vectors in [-1, 1] must leave the mean colours as they are."""
         group = group or ("coarse", "fine")[int(torch.randint(2, ()))]
-        real_bands = frequency_bands(real, segments, self.netE.cell)
         if group == "coarse":
-            donors = torch.randperm(vectors["coarse"].shape[0], device=real.device)
+            donors = torch.randperm(vectors["coarse"].shape[0], device=vectors["coarse"].device)
             mixed = {**vectors, "coarse": vectors["coarse"][donors]}
             targets = {"coarse": real_bands["coarse"][donors], "fine": real_bands["fine"]}
         else:

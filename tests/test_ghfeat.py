@@ -200,7 +200,7 @@ def test_modulated_terms_l1_and_band_control(tiny_runs):
         return sum(F.l1_loss(fake[band], target) for band, target in targets.items())
 
     torch.manual_seed(1)
-    coarse = model.band_control_loss(semantics, segments, real, vectors, "coarse")
+    coarse = model.band_control_loss(semantics, segments, bands, vectors, "coarse")
     torch.manual_seed(1)
     donors = torch.randperm(vectors["coarse"].shape[0])
     assert not torch.equal(donors, torch.arange(len(donors)))
@@ -208,7 +208,7 @@ def test_modulated_terms_l1_and_band_control(tiny_runs):
     assert torch.allclose(coarse, expected(swapped, {"coarse": bands["coarse"][donors], "fine": bands["fine"]}))
     assert not torch.allclose(coarse, expected(swapped, {"coarse": bands["coarse"], "fine": bands["fine"]}))
     torch.manual_seed(2)
-    fine = model.band_control_loss(semantics, segments, real, vectors, "fine")
+    fine = model.band_control_loss(semantics, segments, bands, vectors, "fine")
     torch.manual_seed(2)
     noise = {**vectors, "fine": torch.rand_like(vectors["fine"]) * 2 - 1}
     assert torch.allclose(fine, expected(noise, {"coarse": bands["coarse"]}))

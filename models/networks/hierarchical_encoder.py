@@ -212,10 +212,12 @@ class BandCodeEncoder(nn.Module):
         self.size_multiple = 2**n_downsampling
         self.affines = nn.ModuleList(nn.Linear(feat_num, n) for n in num_codes)
 
-    def group_vectors(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> dict[str, torch.Tensor]:
-        """[N, feat_num] per group in [-1, 1], each computed from that group's band only."""
+    def group_vectors(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex,
+                      bands: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """[N, feat_num] per group in [-1, 1], each computed from that group's band only (``bands``: the image's
+        ``frequency_bands`` when the caller has them already)."""
         index = as_index(segments)
-        bands = frequency_bands(image, index, self.cell)
+        bands = bands if bands is not None else frequency_bands(image, index, self.cell)
         vectors = {"coarse": self.colour_vector(bands["coarse"])}
         for group, net in self.texture.items():
             vectors[group] = pool_instances(net(bands[group]), index)
