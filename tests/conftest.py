@@ -37,3 +37,15 @@ def modulated_flags(root: Path, checkpoints: Path) -> list[str]:
         "--batchSize", "4", "--nThreads", "0", "--no_wandb", "--print_freq", "100000",
         "--display_freq", "100000", "--niter_decay", "0", "--nef", "8", "--lr", "0.002",
     ]
+
+
+def unique_calls(step):
+    """(result of ``step()``, how many times it called ``torch.unique``): instance numbering, a host sync on a
+    GPU, that a training step should do once."""
+    import torch
+
+    calls = []
+    unique = torch.unique
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "unique", lambda *a, **k: calls.append(1) or unique(*a, **k))
+        return step(), len(calls)

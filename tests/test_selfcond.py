@@ -10,6 +10,7 @@ from models.networks.attribute import AttributeHead, AttributeOffsets, attribute
 from models.networks.generator_modulated import index_segments
 from synth import attributes as at
 from synth.errors import DataError, OptionError
+from tests.conftest import unique_calls
 
 
 def test_label_encoding_ends_middle_and_between():
@@ -192,12 +193,8 @@ def test_zero_initialised_model_equals_the_pretrained_one(pretrained, demo_root)
         conditioned = model.synthesize(enc.semantics, enc.segments, model.condition(model.encode_codes(
             enc.real, enc.segments), labels))
     assert (conditioned - gf.decode(base, enc)).abs().max() < 1e-6
-    calls = []
-    unique = torch.unique
-    with pytest.MonkeyPatch.context() as patch:  # a training step numbers its instances once (a GPU host sync)
-        patch.setattr(torch, "unique", lambda *a, **k: calls.append(1) or unique(*a, **k))
-        out = model.compute_losses(batch)
-    assert len(calls) == 1 and {"G_attr", "G_L1"} <= set(out.g_losses) and "D_attr" in out.d_losses
+    out, calls = unique_calls(lambda: model.compute_losses(batch))  # instances numbered once per step
+    assert calls == 1 and {"G_attr", "G_L1"} <= set(out.g_losses) and "D_attr" in out.d_losses
 
 
 @pytest.mark.slow
