@@ -22,7 +22,7 @@ from torch import nn
 from models.base_model import LayoutModel, StepOutput
 from models.losses import VGGLoss
 from models.losses.gan import _final_outputs
-from models.modulated_model import ModulatedModel, check_modulated
+from models.modulated_model import ModulatedModel, add_texture_option, check_modulated
 from models.networks import build_discriminator, build_generator, init_weights
 from models.networks.generator_modulated import Codes, ModulatedGenerator, index_segments
 from models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
@@ -34,7 +34,7 @@ from synth.errors import CheckpointError, OptionError
 #: Flags copied from the generator's checkpoint (they fix G's and D's shapes); typing another value is an error.
 GENERATOR_KEYS = ("netG", "ngf", "n_downsample_global", "n_blocks_global", "norm", "label_nc",
                   "contain_dontcare_label", "no_instance", "input_nc", "output_nc", "netD", "ndf", "n_layers_D",
-                  "num_D", "no_ganFeat_loss", "feat_num")
+                  "num_D", "no_ganFeat_loss", "feat_num", "fourier_texture")
 
 
 def load_generator_checkpoint(source: str, flag: str = "--ghfeat_generator") -> tuple[Path, dict]:
@@ -65,7 +65,7 @@ def adopt_generator_options(opt: argparse.Namespace, saved: dict, path: Path) ->
 class GHFeatModel(LayoutModel):
     """Frozen modulated G (``netG``), a trainable code encoder (``netE``) and a discriminator (``netD``)."""
 
-    architecture_keys = ("ghfeat_encoder", "ghfeat_width", "ghfeat_code_space")
+    architecture_keys = ("ghfeat_encoder", "ghfeat_width", "ghfeat_code_space", "fourier_texture")
     encoder_kind = "hierarchical"
 
     @staticmethod
@@ -86,6 +86,7 @@ class GHFeatModel(LayoutModel):
             g.add_argument("--r1_gamma", type=float, default=10.0, help="R1 penalty weight gamma (gamma/2 * R1)")
             parser.set_defaults(lr=1e-4, beta1=0.9, beta2=0.99, lr_policy="step", lr_decay_epochs=2, lr_gamma=0.8)
         parser.set_defaults(netG="modulated", feat_num=8, n_downsample_E=3)
+        add_texture_option(parser)
 
     def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
         super().__init__(opt, for_training)
@@ -124,7 +125,7 @@ class GHFeatModel(LayoutModel):
         """The hierarchical (ResNet + FPN) encoder; in the generator's code space its affines are frozen."""
         in_span = getattr(opt, "ghfeat_code_space", "free") == "generator"
         encoder = HierarchicalEncoder(opt.output_nc, self.netG.num_codes, self.netG.layer_groups, opt.ghfeat_width,
-                                      opt.feat_num if in_span else 0)
+                                      opt.feat_num if in_span else 0, self.netG.texture_banks, self.netG.size_multiple)
         if encoder.affines is not None:
             encoder.affines.requires_grad_(False)
         return encoder

@@ -37,14 +37,26 @@ def check_modulated(opt: argparse.Namespace) -> None:
         raise OptionError(f"--model {opt.model} carries instance codes itself: drop --instance_feat / --label_feat")
 
 
+def add_texture_option(parser: argparse.ArgumentParser) -> None:
+    """``--fourier_texture``: the generator's fine group gets a Fourier texture layer (``fourier_texture``)."""
+    parser.add_argument("--fourier_texture", action="store_true",
+                        help="give the modulated generator a last, fine layer that multiplies each instance's "
+                             "brightness by a sum of fixed Fourier features (plane waves above its coarsest cell); "
+                             "its codes are the fine band's local Fourier coefficients, so G can draw a texture in "
+                             "phase with the image")
+
+
 @MODELS.register("modulated")
 class ModulatedModel(Pix2PixHDModel):
-    """pix2pixHD's objective on the modulated generator, codes from ``PooledCodeEncoder`` (network ``E``)."""
+    """pix2pixHD's objective on the modulated generator, codes from ``BandCodeEncoder`` (network ``E``)."""
+
+    architecture_keys = ("fourier_texture",)
 
     @staticmethod
     def add_options(parser: argparse.ArgumentParser, is_train: bool) -> None:
         """Defaults: the modulated generator, an 8-channel instance code, an encoder as deep as the demo's G."""
         parser.set_defaults(netG="modulated", feat_num=8, n_downsample_E=3)
+        add_texture_option(parser)
         if is_train:
             parser.add_argument("--lambda_l1", type=float, default=10.0,
                                 help="weight of the L1 distance between the reconstruction and the real image: G "
@@ -61,7 +73,8 @@ class ModulatedModel(Pix2PixHDModel):
         self.use_features = False  # codes are not input channels; see encode_codes / synthesize
         self.netG: ModulatedGenerator = build_generator(opt, semantic_channels(opt))
         self.netE = BandCodeEncoder(opt.output_nc, self.netG.num_codes, self.netG.layer_groups,
-                                    self.netG.size_multiple, opt.feat_num, opt.nef, opt.n_downsample_E, opt.norm)
+                                    self.netG.size_multiple, opt.feat_num, opt.nef, opt.n_downsample_E, opt.norm,
+                                    self.netG.texture_banks)
         for net in self.netE.texture.values():
             init_weights(net)
         if not for_training:

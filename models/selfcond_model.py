@@ -38,7 +38,7 @@ PRETRAINED_KEYS = (*GENERATOR_KEYS, "feat_num", "nef", "n_downsample_E")
 class SelfConditionedModel(ModulatedModel):
     """A modulated model with per-instance attribute conditions: networks G, E (frozen), C, and D, H to train."""
 
-    architecture_keys = ("sc_attributes",)
+    architecture_keys = (*ModulatedModel.architecture_keys, "sc_attributes")
 
     @staticmethod
     def add_options(parser: argparse.ArgumentParser, is_train: bool) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from models.networks.fourier_texture import amplitudes
 from models.networks.generator_modulated import GROUPS, Codes, SegmentIndex, index_segments
 from synth.atomic import atomic_write_bytes
 from synth.errors import OptionError
@@ -147,6 +148,12 @@ class InstanceCodes:
         return np.concatenate(parts, axis=1)
 
 
+def retrieval_part(netG, layer: int, codes: torch.Tensor) -> torch.Tensor:
+    """A layer's codes as retrieval, clustering and probes see them: a Fourier texture layer's coefficients become
+    their phase-free amplitudes (the phase says where the stripes sit in the image, not what they are)."""
+    return amplitudes(codes) if layer in netG.texture_banks else codes
+
+
 @torch.no_grad()
 def collect_codes(model, loader: DataLoader, min_area_fraction: float = DEFAULT_MIN_AREA_FRACTION,
                   progress: bool = False) -> InstanceCodes:
@@ -167,7 +174,7 @@ def collect_codes(model, loader: DataLoader, min_area_fraction: float = DEFAULT_
         votes.index_put_((enc.index.index.reshape(-1), label.reshape(-1)), torch.ones(label.numel(),
                          device=label.device), accumulate=True)
         for group in groups:
-            vec = torch.cat([enc.codes[i] for i in model.netG.group_layers[group]], 1)
+            vec = torch.cat([retrieval_part(model.netG, i, enc.codes[i]) for i in model.netG.group_layers[group]], 1)
             groups[group].append(vec.float().cpu().numpy()[keep])
         images = enc.index.image_of().cpu().numpy()[keep]
         keys += [batch["key"][i] for i in images]
@@ -246,6 +253,15 @@ def harmonise(model, batch: dict, pasted: torch.Tensor, mask: torch.Tensor) -> t
     segments = model.segment_ids(batch)
     codes = model.encode_codes(composite, segments)
     return composite, model.synthesize(semantics, segments, codes)
+
+
+def highlighted(batch: dict, instance: int, dim: float = 0.3) -> np.ndarray:
+    """The batch's first real image as uint8 RGB with every pixel outside ``instance`` dimmed (retrieval pictures)."""
+    from synth.visualize import tensor_to_image
+
+    image = tensor_to_image(batch["image"][0]).astype(np.float32)
+    inside = (batch["inst"][0, 0] == instance).numpy()[..., None]
+    return np.where(inside, image, image * dim).round().astype(np.uint8)
 
 
 # ----- command line --------------------------------------------------------------------------------------------
@@ -366,6 +382,11 @@ def main(argv: list[str] | None = None) -> int:
             found = retrieve(queries.vectors(groups)[rows], gallery.vectors(groups), args.k)[0]
             for rank, row in enumerate(found, 1):
                 print(f"{rank}. {gallery.keys[row]}:{gallery.ids[row]} (class {gallery.classes[row]})")
+            tiles = [highlighted(_sample(_dataset(opt, args.split), key), int(inst))]
+            train = _dataset(opt, "train")
+            tiles += [highlighted(_sample(train, gallery.keys[row]), int(gallery.ids[row])) for row in found]
+            path = save_png(out_dir / f"{key}_{inst}_retrieval.png", np.concatenate(tiles, axis=1))
+            print(f"wrote {path} (query | neighbours, other instances dimmed)")
         elif args.command == "probe":
             train = _codes_of(model, opt, "train", args.min_area_fraction)
             test = _codes_of(model, opt, args.split, args.min_area_fraction)

@@ -2,6 +2,7 @@
 code shapes, frozen-generator training (R1 included), eval determinism, style mixing and the retrieval/probe
 helpers."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -278,6 +279,13 @@ def test_command_line(tiny_runs, tmp_path):
     assert (ck / "cli" / "ghfeat_clusters_002.npz").is_file()
     assert gf.main(["probe", *flags]) == 0
     assert gf.main(["retrieve", *flags, "--query", "demo_00000:1", "--k", "3"]) == 0
+    strip = cv2.imread(str(tmp_path / "cli" / "ghfeat" / "demo_00000_1_retrieval.png"))
+    query = cv2.imread(str(root / "test_img" / "demo_00000.png"))
+    assert strip.shape == (query.shape[0], 4 * query.shape[1], 3)  # query | 3 neighbours
+    inside = cv2.imread(str(root / "test_inst" / "demo_00000.png"), cv2.IMREAD_UNCHANGED) == 1
+    tile = strip[:, :query.shape[1]].astype(int)
+    assert np.abs(tile[inside] - query[inside]).max() <= 1  # the query instance as it is, the rest dimmed
+    assert np.abs(tile[~inside] - np.round(query[~inside] * 0.3)).max() <= 1
     assert gf.main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001", "--group", "fine"]) == 0
     assert gf.main(["harmonise", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
                     "--donor_instance", "1"]) == 0

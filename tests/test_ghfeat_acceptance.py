@@ -1,6 +1,10 @@
-"""GH-Feat's acceptance checks at tiny size on the demo data (coarse factor = hue, fine = stripe frequency),
+"""GH-Feat's acceptance checks at small size on the demo data (coarse factor = hue, fine = stripe frequency),
 measured on held-out images: reconstruction against the pooled-encoder baseline trained for the same steps with
-the same frozen G, group swaps on the output image, retrieval precision@5 and a linear probe."""
+the same frozen G, group swaps on the output image, retrieval precision@5 and a linear probe.
+
+64x64 images (at 32x32 the encoder's deepest level, 4x4 cells, cannot see an object's colour apart from its
+background's), stripes of 3-9 cycles per 32 px (periods above G's 8-px coarsest cell belong to the mid band), a
+modulated G with its Fourier texture layer, and GH-Feat's codes kept in G's code space."""
 
 import cv2
 import numpy as np
@@ -19,8 +23,9 @@ from tests.conftest import modulated_flags
 
 pytestmark = pytest.mark.slow
 
-SIZE, N_TRAIN, N_TEST = 32, 64, 12
-G_EPOCHS, E_EPOCHS = 10, 8
+SIZE, N_TRAIN, N_TEST = 64, 64, 12
+STRIPES = (3.0, 9.0)  # cycles per 32 px
+G_EPOCHS, E_EPOCHS = 40, 30
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +33,15 @@ def runs(tmp_path_factory):
     """(root, {model name: (model, test batch, train codes, test codes)}) after training G, then both encoders."""
     tmp = tmp_path_factory.mktemp("ghfeat_acceptance")
     root = generate_demo_dataset(tmp / "demo", DemoConfig(width=SIZE, height=SIZE, n_train=N_TRAIN, n_test=N_TEST,
-                                                          seed=3))
+                                                          seed=3, stripe_min=STRIPES[0], stripe_max=STRIPES[1]))
     common = modulated_flags(root, tmp / "ck")
-    Trainer(parse_train_options(common + ["--name", "mod", "--model", "modulated", "--niter", str(G_EPOCHS)])).train()
+    Trainer(parse_train_options(common + ["--name", "mod", "--model", "modulated", "--niter", str(G_EPOCHS),
+                                          "--fourier_texture"])).train()
     out = {}
     for name in ("ghfeat", "ghfeat_baseline"):
         Trainer(parse_train_options(common + ["--name", name, "--model", name, "--niter", str(E_EPOCHS),
-                                              "--ghfeat_generator", str(tmp / "ck" / "mod")])).train()
+                                              "--ghfeat_generator", str(tmp / "ck" / "mod"),
+                                              "--ghfeat_code_space", "generator"])).train()
         opt = parse_test_options(["--name", name, "--checkpoints_dir", str(tmp / "ck"), "--device", "cpu"])
         model = load_generator(opt)
         opt.size_multiple = generator_size_multiple(opt)
@@ -55,8 +62,9 @@ def _factors(root, split: str, codes: gf.InstanceCodes) -> list[dict | None]:
 
 def _factor_labels(factors: list[dict | None]) -> np.ndarray:
     """(class, hue sextant, stripe-frequency third) as one integer; -1 for stuff."""
-    return np.array([f["class"] * 100 + int(f["hue"] * 6) % 6 * 10 + min(int((f["stripe_freq"] - 1) / 5 * 3), 2)
-                     if f else -1 for f in factors])
+    low, high = STRIPES
+    return np.array([f["class"] * 100 + int(f["hue"] * 6) % 6 * 10
+                     + min(int((f["stripe_freq"] - low) / (high - low) * 3), 2) if f else -1 for f in factors])
 
 
 def test_reconstruction_beats_the_pooled_baseline(runs):
@@ -65,11 +73,12 @@ def test_reconstruction_beats_the_pooled_baseline(runs):
     for name, (model, batch, _, _) in out.items():
         enc = gf.encode(model, batch)
         mse[name] = float(((gf.decode(model, enc) - enc.real) ** 2).mean())
+    print("reconstruction MSE", mse)
     assert mse["ghfeat"] <= 0.8 * mse["ghfeat_baseline"], mse
 
 
-@pytest.mark.xfail(strict=False, reason="not reached yet: P@5 0.056 vs baseline 0.042 (chance 0.016); hue sits in "
-                   "GH-Feat's fine codes and G draws no stripe frequency (docs/ghfeat.md)")
+@pytest.mark.xfail(strict=False, reason="not reached yet: P@5 0.082 vs baseline 0.059 (chance 0.016); GH-Feat's "
+                   "coarse codes get the hue right in 61 % of the reconstructions (docs/ghfeat.md)")
 def test_retrieval_precision_at_5(runs):
     root, out = runs
     precision, chance = {}, 0.0
@@ -79,6 +88,7 @@ def test_retrieval_precision_at_5(runs):
         found = gf.retrieve(codes.vectors()[queries], codes.vectors(), 5, exclude=queries)
         precision[name] = gf.precision_at_k(found, labels[queries], labels)
         chance = float(np.mean([(np.delete(labels, i) == labels[i]).mean() for i in queries]))
+    print("precision@5", precision, "chance", chance)
     assert precision["ghfeat"] >= precision["ghfeat_baseline"] + 0.10, (precision, chance)
     assert precision["ghfeat"] >= 3 * chance, (precision, chance)
 
@@ -92,6 +102,7 @@ def test_linear_probe_on_held_out_codes(runs):
         keep_train, keep_test = train_labels >= 0, test_labels >= 0
         accuracy[name] = gf.linear_probe(train.vectors()[keep_train], train_labels[keep_train] // 10,
                                          test.vectors()[keep_test], test_labels[keep_test] // 10)
+    print("probe accuracy", accuracy)
     assert accuracy["ghfeat"] >= accuracy["ghfeat_baseline"], accuracy
 
 
@@ -108,7 +119,7 @@ def measured_stripe_freq(image: np.ndarray, mask: np.ndarray, cls: int) -> float
     ys, xs = np.nonzero(mask)
     theta = np.deg2rad(STRIPE_ANGLE_DEG[cls - DISC])
     position = xs * np.cos(theta) + ys * np.sin(theta)
-    freqs = np.linspace(0.75, 6.5, 47)
+    freqs = np.linspace(STRIPES[0] - 1, STRIPES[1] + 1, 65)
     power = [abs(((value - value.mean()) * np.exp(-2j * np.pi * f / 32 * position)).mean()) for f in freqs]
     return float(freqs[int(np.argmax(power))])
 
@@ -117,9 +128,9 @@ def _hue_distance(a: float, b: float) -> float:
     return min(abs(a - b), 1 - abs(a - b))
 
 
-@pytest.mark.xfail(strict=False, reason="not reached yet: GH-Feat's coarse swap moves hue in 3 % of 68 pairs, its "
-                   "fine swap in 94 % (G's own codes: 90 % / 12 %); G draws no stripe frequency, so stripes move in "
-                   "45-62 % of pairs whichever group is swapped (docs/ghfeat.md)")
+@pytest.mark.xfail(strict=False, reason="not reached yet: success 57 % (coarse) / 71 % (fine) of 110 pairs; G's own "
+                   "codes: coarse swap moves hue in 100 % and stripes in 5 %, fine swap stripes in 83 % and hue in 2 "
+                   "%; GH-Feat's encoder leaks hue into its mid codes (a mid swap moves hue in 45 %) (docs/ghfeat.md)")
 def test_swapping_a_group_moves_its_factor(runs):
     """Coarse swap: hue goes to the donor, stripes stay; fine swap: the reverse (same-class pairs of held-out
     objects whose factors differ clearly), judged on the output image."""
@@ -150,6 +161,7 @@ def test_swapping_a_group_moves_its_factor(runs):
                                       else freq_to_donor and not hue_to_donor)
     assert len(success["coarse"]) >= 5
     rates = {g: float(np.mean(v)) for g, v in success.items()}
+    print("swap success", rates, "pairs", len(success["coarse"]))
     assert rates["coarse"] >= 0.9 and rates["fine"] >= 0.9, (rates, len(success["coarse"]))
 
 

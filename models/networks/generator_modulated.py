@@ -9,6 +9,10 @@ Layer groups (one convention, used by the encoders, the GH-Feat model and ``synt
 down-sampling level ``k`` (its resolution is the input's / 2**k) of a generator with ``n`` down-samplings is
 ``fine`` when 3k < n, ``coarse`` when 3k > 2n, else ``mid``. With n = 3: fine = full resolution (stem, last
 up-sampling), mid = 1/2 and 1/4, coarse = 1/8 (last down-sampling and every residual block).
+
+With ``texture=True`` (``--fourier_texture``) a last, fine layer multiplies the image by a per-instance sum of
+fixed Fourier features (``fourier_texture``); its codes are those coefficients, not (gamma, beta), and its number
+is a key of ``texture_banks``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.networks.blocks import output_head
+from models.networks.fourier_texture import FourierBank, FourierTextureLayer
 from models.networks.instance_pool import MAX_SEGMENT_ID
 from models.registry import GENERATORS
 from synth.errors import OptionError
@@ -158,7 +163,7 @@ class ModulatedGenerator(nn.Module):
     """
 
     def __init__(self, input_nc: int, output_nc: int, ngf: int = 64, n_downsampling: int = 3, n_blocks: int = 9,
-                 norm: str = "instance") -> None:
+                 norm: str = "instance", texture: bool = False) -> None:
         super().__init__()
         if n_downsampling < 2:
             raise OptionError("the modulated generator needs --n_downsample_global >= 2 (coarse, mid, fine groups)")
@@ -181,8 +186,13 @@ class ModulatedGenerator(nn.Module):
                   *range(n_downsampling - 1, -1, -1)]
         norms = [self.stem.norm, *(s.norm for s in self.down), *(n for b in self.blocks for n in (b.norm1, b.norm2)),
                  *(s.norm for s in self.up)]
+        self.texture = FourierTextureLayer(FourierBank.for_cell(self.size_multiple)) if texture else None
+        if self.texture is not None:
+            levels.append(0)
+            norms.append(self.texture)
         for number, norm_layer in enumerate(norms):  # on the module itself: survives deepcopy and pickling
             norm_layer.layer_number = number
+        self.texture_banks = {self.texture.layer_number: self.texture.bank} if self.texture is not None else {}
         self.layer_levels = levels
         self.layer_channels = [n.channels for n in norms]
         self.num_codes = [2 * c for c in self.layer_channels]
@@ -191,14 +201,15 @@ class ModulatedGenerator(nn.Module):
 
     @classmethod
     def from_options(cls, opt: Any, input_nc: int) -> ModulatedGenerator:
-        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc)."""
-        return cls(input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm)
+        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc, fourier_texture)."""
+        return cls(input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm,
+                   getattr(opt, "fourier_texture", False))
 
     def modulations(self, segments: torch.Tensor | SegmentIndex, codes: Codes, dtype: torch.dtype):
         """A function ``norm -> [B, 2C, h, w]`` map painting each instance's code of that layer over its mask."""
         if len(codes) != len(self.num_codes):
             raise ValueError(f"expected {len(self.num_codes)} per-layer codes, got {len(codes)}")
-        weights = instance_weights(as_index(segments), self.n_downsampling, dtype)
+        weights = instance_weights(as_index(segments), self.n_downsampling, dtype)  # one numbering per step
 
         def modulate(norm: ModulatedNorm) -> torch.Tensor:
             layer = norm.layer_number
@@ -214,6 +225,7 @@ class ModulatedGenerator(nn.Module):
             def modulate(norm: ModulatedNorm) -> None:
                 return None
         else:
+            segments = as_index(segments)
             modulate = self.modulations(segments, codes, x.dtype)
         x = self.stem(x, modulate)
         for stage in self.down:
@@ -222,7 +234,11 @@ class ModulatedGenerator(nn.Module):
             x = block(x, modulate)
         for stage in self.up:
             x = stage(x, modulate)
-        return self.head(x)
+        image = self.head(x)
+        if self.texture is None or codes is None or segments is None:
+            return image
+        contrast = self.texture.contrast(segments, codes[self.texture.layer_number], image.dtype)
+        return self.texture(image, contrast)
 
 
 def group_slices(codes: Codes, layers: list[int]) -> torch.Tensor:

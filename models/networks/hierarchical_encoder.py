@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.networks.fourier_texture import FourierBank, fourier_coefficients
 from models.networks.generator_global import GlobalGenerator
 from models.networks.generator_modulated import GROUPS, Codes, SegmentIndex, as_index, pool_instances
 
@@ -36,7 +37,9 @@ GROUP_LEVEL = {"fine": 0, "mid": 1, "coarse": 2}
 class _ResidualBlock(nn.Module):
     """Normalisation-free basic block (two 3x3 convs, leaky ReLU); stride 2 halves the size with a 1x1 skip.
 
-    No normalisation: per-image statistics would wash out absolute colour, which the codes must keep."""
+    No normalisation: per-image statistics would wash out absolute colour, which the codes must keep. Instead the
+    residual branch is scaled by a learned gain that starts at 0 (SkipInit, De & Smith 2020): without it the
+    activations grow block by block and Adam at lr 2e-3 blows the encoder up within a few hundred steps."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
@@ -44,10 +47,11 @@ class _ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1, stride=stride) if stride != 1 or in_channels != \
             out_channels else nn.Identity()
+        self.gain = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(F.leaky_relu(self.conv1(x), 0.2))
-        return F.leaky_relu(self.skip(x) + y, 0.2)
+        return F.leaky_relu(self.skip(x) + self.gain * y, 0.2)
 
 
 class HierarchicalEncoder(nn.Module):
@@ -55,12 +59,17 @@ class HierarchicalEncoder(nn.Module):
 
     With ``group_dim`` > 0 each head emits a ``group_dim``-vector that per-layer affine maps (``affines``, meant to
     be the generator's own, loaded frozen) turn into the group's codes: the codes stay in the span G was trained on.
+    A Fourier texture layer's codes (``banks``: {layer: its bank}) are read off a full-resolution map, the fine band
+    plus a learned correction (``texture_correction``, zero at the start), by ``fourier_coefficients``: a head on pooled
+    vectors cannot see phase.
     """
 
     def __init__(self, input_nc: int, num_codes: list[int], layer_groups: list[str], width: int = 32,
-                 group_dim: int = 0) -> None:
+                 group_dim: int = 0, banks: dict[int, FourierBank] | None = None, cell: int = 8) -> None:
         super().__init__()
         self.num_codes, self.layer_groups = list(num_codes), list(layer_groups)
+        self.banks, self.cell = dict(banks or {}), cell
+        self.texture_map = texture_correction(input_nc, width) if self.banks else None
         self.stem = nn.Sequential(nn.Conv2d(input_nc, width, 3, padding=1), nn.LeakyReLU(0.2))
         widths = [width, 2 * width, 4 * width]
         self.stages = nn.ModuleList()
@@ -72,13 +81,14 @@ class HierarchicalEncoder(nn.Module):
         pyramid = 2 * width
         self.lateral = nn.ModuleList(nn.Conv2d(c, pyramid, 1) for c in widths)
         self.smooth = nn.ModuleList(nn.Conv2d(pyramid, pyramid, 3, padding=1) for _ in widths)
-        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g] for g in GROUPS}
+        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g and i not in self.banks]
+                             for g in GROUPS}
         self.heads = nn.ModuleDict({
             g: nn.Sequential(nn.Linear(pyramid, pyramid), nn.LeakyReLU(0.2),
                              nn.Linear(pyramid, group_dim or sum(self.num_codes[i] for i in layers)))
             for g, layers in self.group_layers.items() if layers
         })
-        self.affines = nn.ModuleList(nn.Linear(group_dim, n) for n in self.num_codes) if group_dim else None
+        self.affines = layer_affines(group_dim, self.num_codes, self.banks) if group_dim else None
         if group_dim:  # start every group vector at 0, the middle of its range, not where tanh saturates
             for head in self.heads.values():
                 nn.init.zeros_(head[-1].weight)
@@ -107,19 +117,39 @@ class HierarchicalEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
         """[B,3,H,W] image and [B,1,H,W] instance ids (or their ``SegmentIndex``) -> per-layer codes."""
-        vectors = self.instance_vectors(image, segments)
+        index = as_index(segments)
+        vectors = self.instance_vectors(image, index)
         codes: list[torch.Tensor | None] = [None] * len(self.num_codes)
+        if self.texture_map is not None:
+            signal = frequency_bands(image, index, self.cell)["fine"] + self.texture_map(image)
+            for layer, bank in self.banks.items():
+                codes[layer] = fourier_coefficients(signal, index, bank)
         for group, layers in self.group_layers.items():
             if not layers:
                 continue
             out = self.heads[group](vectors[GROUP_LEVEL[group]])
             if self.affines is not None:  # group vectors in [-1, 1], the range G was trained on
                 for layer in layers:
-                    codes[layer] = self.affines[layer](torch.tanh(out))
+                    codes[layer] = self.affines[layer](F.hardtanh(out))
                 continue
             for layer, chunk in zip(layers, out.split([self.num_codes[i] for i in layers], dim=1), strict=True):
                 codes[layer] = chunk
         return codes  # type: ignore[return-value]
+
+
+def texture_correction(input_nc: int, width: int) -> nn.Sequential:
+    """A learned full-resolution correction to the fine band, zero at the start. It has its own convolutions: the
+    least-squares read-out's gradients are not sent into the backbone shared by every group."""
+    net = nn.Sequential(nn.Conv2d(input_nc, width, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(width, 1, 1))
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net
+
+
+def layer_affines(dim: int, num_codes: list[int], banks: dict[int, FourierBank]) -> nn.ModuleList:
+    """One affine map ``dim -> num_codes[l]`` per layer; a texture layer's place holds a parameter-free identity
+    (its codes are Fourier coefficients, not a map of a group vector), so layer numbers index the list."""
+    return nn.ModuleList(nn.Identity() if layer in banks else nn.Linear(dim, n) for layer, n in enumerate(num_codes))
 
 
 class PooledCodeEncoder(nn.Module):
@@ -199,28 +229,34 @@ class BandCodeEncoder(nn.Module):
     + per-layer affines on each contrast band (mid, fine); a group never sees another group's band."""
 
     def __init__(self, input_nc: int, num_codes: list[int], layer_groups: list[str], cell: int, feat_num: int = 8,
-                 nef: int = 16, n_downsampling: int = 3, norm: str = "instance") -> None:
+                 nef: int = 16, n_downsampling: int = 3, norm: str = "instance",
+                 banks: dict[int, FourierBank] | None = None) -> None:
         super().__init__()
         self.num_codes, self.cell = list(num_codes), cell
-        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g] for g in GROUPS}
+        self.banks = dict(banks or {})
+        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g and i not in self.banks]
+                             for g in GROUPS}
         if feat_num < 2:
             raise ValueError("BandCodeEncoder needs feat_num >= 2 (chromaticity and brightness)")
         self.chroma = nn.Sequential(nn.Linear(input_nc, 4 * feat_num), nn.LeakyReLU(0.2),
                                     nn.Linear(4 * feat_num, feat_num - 1), nn.Tanh())
         self.texture = nn.ModuleDict({g: GlobalGenerator(1, feat_num, nef, n_downsampling, n_blocks=0, norm=norm)
-                                      for g in ("mid", "fine")})
+                                        for g in ("mid", "fine")})
         self.size_multiple = 2**n_downsampling
-        self.affines = nn.ModuleList(nn.Linear(feat_num, n) for n in num_codes)
+        self.affines = layer_affines(feat_num, self.num_codes, self.banks)
 
     def group_vectors(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex,
                       bands: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """[N, feat_num] per group in [-1, 1], each computed from that group's band only (``bands``: the image's
-        ``frequency_bands`` when the caller has them already)."""
+        ``frequency_bands`` when the caller has them already); with a Fourier texture layer also ``texture``, the
+        fine band's coefficients in G's bank [N, 2K]."""
         index = as_index(segments)
         bands = bands if bands is not None else frequency_bands(image, index, self.cell)
         vectors = {"coarse": self.colour_vector(bands["coarse"])}
         for group, net in self.texture.items():
             vectors[group] = pool_instances(net(bands[group]), index)
+        for bank in self.banks.values():  # one bank: every texture layer takes the same coefficients
+            vectors["texture"] = fourier_coefficients(bands["fine"], index, bank)
         return vectors
 
     def colour_vector(self, mean_colour: torch.Tensor) -> torch.Tensor:
@@ -236,6 +272,8 @@ class BandCodeEncoder(nn.Module):
         for group, layers in self.group_layers.items():
             for layer in layers:
                 codes[layer] = self.affines[layer](vectors[group])
+        for layer in self.banks:
+            codes[layer] = vectors["texture"]
         return codes  # type: ignore[return-value]
 
     def forward(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
