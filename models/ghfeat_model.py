@@ -75,9 +75,10 @@ class GHFeatModel(LayoutModel):
         g.add_argument("--ghfeat_generator", type=str, default="",
                        help="checkpoint (file or run folder) of a --model modulated run: G frozen, D initialised")
         g.add_argument("--ghfeat_width", type=int, default=32, help="base width of the hierarchical encoder")
-        g.add_argument("--ghfeat_code_space", choices=("free", "generator"), default="free",
-                       help="free: any per-layer codes; generator (experimental): each group's codes stay in the "
-                            "span G was trained on (a [-1, 1] vector through its run's per-layer affines, frozen)")
+        g.add_argument("--ghfeat_code_space", choices=("free", "generator"), default="generator",
+                       help="generator: each group's codes stay in the span G was trained on (a [-1, 1] vector "
+                            "through its run's per-layer affines, frozen); free: any per-layer codes (the encoder "
+                            "then paints colour through the fine layers, see docs/ghfeat.md)")
         if is_train:
             g.add_argument("--lambda_mse", type=float, default=1.0, help="weight of the pixel MSE")
             g.add_argument("--lambda_perceptual", type=float, default=5e-5,

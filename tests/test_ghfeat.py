@@ -129,6 +129,10 @@ def test_hierarchical_encoder_heads_read_their_levels():
     codes = enc(image, seg)
     fine = enc.heads["fine"](vectors[0])
     assert torch.equal(torch.cat([codes[i] for i in g.group_layers["fine"]], 1), fine)
+    colour = enc.mean_colour(pool_instances(image, index_segments(seg)))  # the DC band, for the coarse head only
+    coarse = enc.heads["coarse"](vectors[2] + colour)
+    assert torch.allclose(torch.cat([codes[i] for i in g.group_layers["coarse"]], 1), coarse, atol=1e-6)
+    assert not torch.allclose(enc.heads["coarse"](vectors[2]), coarse, atol=1e-3)
 
 
 def test_zero_codes_equal_no_modulation():
@@ -205,10 +209,12 @@ def test_modulated_terms_l1_and_band_control(tiny_runs):
     assert torch.allclose(coarse, expected(swapped, {"coarse": bands["coarse"][donors], "fine": bands["fine"]}))
     assert not torch.allclose(coarse, expected(swapped, {"coarse": bands["coarse"], "fine": bands["fine"]}))
     torch.manual_seed(2)
-    fine = model.band_control_loss(semantics, segments, bands, vectors, "fine")
+    texture = model.band_control_loss(semantics, segments, bands, vectors, "texture")
     torch.manual_seed(2)
-    noise = {**vectors, "fine": torch.rand_like(vectors["fine"]) * 2 - 1}
-    assert torch.allclose(fine, expected(noise, {"coarse": bands["coarse"]}))
+    noise = {**vectors, "mid": torch.rand_like(vectors["mid"]) * 2 - 1}
+    noise["fine"] = torch.rand_like(vectors["fine"]) * 2 - 1
+    assert torch.allclose(texture, expected(noise, {"coarse": bands["coarse"]}))
+    assert not torch.allclose(texture, expected({**noise, "mid": vectors["mid"]}, {"coarse": bands["coarse"]}))
 
 
 def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs):

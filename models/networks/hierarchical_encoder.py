@@ -88,6 +88,7 @@ class HierarchicalEncoder(nn.Module):
                              nn.Linear(pyramid, group_dim or sum(self.num_codes[i] for i in layers)))
             for g, layers in self.group_layers.items() if layers
         })
+        self.mean_colour = nn.Linear(input_nc, pyramid)
         self.affines = layer_affines(group_dim, self.num_codes, self.banks) if group_dim else None
         if group_dim:  # start every group vector at 0, the middle of its range, not where tanh saturates
             for head in self.heads.values():
@@ -115,6 +116,15 @@ class HierarchicalEncoder(nn.Module):
         pooled = [pool_instances(level, index) for level in self.pyramid(image)]
         return [v + pooled[-1] for v in pooled[:-1]] + [pooled[-1]]
 
+    def head_input(self, group: str, vectors: list[torch.Tensor], image: torch.Tensor, index: SegmentIndex
+                   ) -> torch.Tensor:
+        """The group's level's instance vectors; the coarse head also gets each instance's mean colour (the DC band
+        that G's coarse codes carry), which the deepest level, at 1/8 of the image, mixes with the background's."""
+        vector = vectors[GROUP_LEVEL[group]]
+        if group == "coarse":
+            vector = vector + self.mean_colour(pool_instances(image, index))
+        return vector
+
     def forward(self, image: torch.Tensor, segments: torch.Tensor | SegmentIndex) -> Codes:
         """[B,3,H,W] image and [B,1,H,W] instance ids (or their ``SegmentIndex``) -> per-layer codes."""
         index = as_index(segments)
@@ -127,10 +137,10 @@ class HierarchicalEncoder(nn.Module):
         for group, layers in self.group_layers.items():
             if not layers:
                 continue
-            out = self.heads[group](vectors[GROUP_LEVEL[group]])
+            out = self.heads[group](self.head_input(group, vectors, image, index))
             if self.affines is not None:  # group vectors in [-1, 1], the range G was trained on
                 for layer in layers:
-                    codes[layer] = self.affines[layer](F.hardtanh(out))
+                    codes[layer] = self.affines[layer](torch.tanh(out))
                 continue
             for layer, chunk in zip(layers, out.split([self.num_codes[i] for i in layers], dim=1), strict=True):
                 codes[layer] = chunk
