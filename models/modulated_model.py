@@ -64,8 +64,8 @@ class ModulatedModel(Pix2PixHDModel):
                                      "to the pixel, not only through D's features (0: off)")
             parser.add_argument("--lambda_band", type=float, default=10.0,
                                 help="weight of the band-control term: a swapped coarse vector must give the donor's "
-                                     "mean colour and keep the fine band, random mid and fine vectors must keep "
-                                     "the mean colours (0: off)")
+                                     "mean colour and keep the fine band, a random fine vector must keep the mean "
+                                     "colours (0: off)")
 
     def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
         LayoutModel.__init__(self, opt, for_training)
@@ -141,16 +141,14 @@ class ModulatedModel(Pix2PixHDModel):
         """Each group owns its band and only its band. One group is drawn at random. Coarse: every instance takes
         another instance's coarse vector, so its mean colour must become that donor's while its fine band stays
         the real one's (without the swap a small training set lets G read colours off the layout, ignoring the
-        codes). Texture: uniform random mid and fine vectors in [-1, 1] must leave the mean colours as they are
-        (colour is the coarse group's alone; with only the fine vectors randomised, GH-Feat's encoder steered hue
-        through G's mid layers)."""
-        group = group or ("coarse", "texture")[int(torch.randint(2, ()))]
+        codes). Fine: uniform random vectors in [-1, 1] must leave the mean colours as they are."""
+        group = group or ("coarse", "fine")[int(torch.randint(2, ()))]
         if group == "coarse":
             donors = torch.randperm(vectors["coarse"].shape[0], device=vectors["coarse"].device)
             mixed = {**vectors, "coarse": vectors["coarse"][donors]}
             targets = {"coarse": real_bands["coarse"][donors], "fine": real_bands["fine"]}
         else:
-            mixed = {**vectors, **{g: torch.rand_like(vectors[g]) * 2 - 1 for g in ("mid", "fine")}}
+            mixed = {**vectors, "fine": torch.rand_like(vectors["fine"]) * 2 - 1}
             targets = {"coarse": real_bands["coarse"]}
         fake = self.synthesize(semantics, segments, self.netE.codes_of(mixed))
         fake_bands = frequency_bands(fake, segments, self.netE.cell)
