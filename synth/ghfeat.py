@@ -299,8 +299,8 @@ def _sample(dataset, key: str) -> dict:
     return default_collate([dataset[keys.index(key)]])
 
 
-def _codes_of(model, opt, phase: str, min_area: float) -> InstanceCodes:
-    loader = DataLoader(_dataset(opt, phase), batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
+def _codes_of(model, opt, dataset, min_area: float) -> InstanceCodes:
+    loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
     return collect_codes(model, loader, min_area, not opt.no_progress)
 
 
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             path = save_png(out_dir / name, np.concatenate([tensor_to_image(x) for x in row], axis=1))
             print(f"wrote {path}")
         elif args.command == "cluster":
-            codes = _codes_of(model, opt, "train", args.min_area_fraction)
+            codes = _codes_of(model, opt, _dataset(opt, "train"), args.min_area_fraction)
             clusters = cluster_codes(codes, opt.n_clusters, opt.seed)
             from synth.checkpoint import run_dir
 
@@ -372,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.query or ":" not in args.query:
                 raise OptionError("retrieve needs --query KEY:INSTANCE (an instance of --split)")
             key, inst = args.query.rsplit(":", 1)
-            gallery = _codes_of(model, opt, "train", args.min_area_fraction)
-            queries = _codes_of(model, opt, args.split, 0.0)
+            gallery_set, query_set = _dataset(opt, "train"), _dataset(opt, args.split)
+            gallery = _codes_of(model, opt, gallery_set, args.min_area_fraction)
+            queries = _codes_of(model, opt, query_set, 0.0)
             rows = [i for i, (k, v) in enumerate(zip(queries.keys, queries.ids, strict=True))
                     if k == key and v == int(inst)]
             if not rows:
@@ -382,14 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             found = retrieve(queries.vectors(groups)[rows], gallery.vectors(groups), args.k)[0]
             for rank, row in enumerate(found, 1):
                 print(f"{rank}. {gallery.keys[row]}:{gallery.ids[row]} (class {gallery.classes[row]})")
-            tiles = [highlighted(_sample(_dataset(opt, args.split), key), int(inst))]
-            train = _dataset(opt, "train")
-            tiles += [highlighted(_sample(train, gallery.keys[row]), int(gallery.ids[row])) for row in found]
+            tiles = [highlighted(_sample(query_set, key), int(inst))]
+            tiles += [highlighted(_sample(gallery_set, gallery.keys[row]), int(gallery.ids[row])) for row in found]
             path = save_png(out_dir / f"{key}_{inst}_retrieval.png", np.concatenate(tiles, axis=1))
             print(f"wrote {path} (query | neighbours, other instances dimmed)")
         elif args.command == "probe":
-            train = _codes_of(model, opt, "train", args.min_area_fraction)
-            test = _codes_of(model, opt, args.split, args.min_area_fraction)
+            train = _codes_of(model, opt, _dataset(opt, "train"), args.min_area_fraction)
+            test = _codes_of(model, opt, _dataset(opt, args.split), args.min_area_fraction)
             for group in [*train.groups, "all"]:
                 chosen = None if group == "all" else [group]
                 accuracy = linear_probe(train.vectors(chosen), train.classes, test.vectors(chosen), test.classes)

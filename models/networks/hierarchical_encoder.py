@@ -81,8 +81,7 @@ class HierarchicalEncoder(nn.Module):
         pyramid = 2 * width
         self.lateral = nn.ModuleList(nn.Conv2d(c, pyramid, 1) for c in widths)
         self.smooth = nn.ModuleList(nn.Conv2d(pyramid, pyramid, 3, padding=1) for _ in widths)
-        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g and i not in self.banks]
-                             for g in GROUPS}
+        self.group_layers = code_group_layers(layer_groups, self.banks)
         self.heads = nn.ModuleDict({
             g: nn.Sequential(nn.Linear(pyramid, pyramid), nn.LeakyReLU(0.2),
                              nn.Linear(pyramid, group_dim or sum(self.num_codes[i] for i in layers)))
@@ -145,6 +144,12 @@ class HierarchicalEncoder(nn.Module):
             for layer, chunk in zip(layers, out.split([self.num_codes[i] for i in layers], dim=1), strict=True):
                 codes[layer] = chunk
         return codes  # type: ignore[return-value]
+
+
+def code_group_layers(layer_groups: list[str], banks: dict[int, FourierBank]) -> dict[str, list[int]]:
+    """Layer numbers of each group whose codes an encoder derives from that group's vector: every layer but the
+    texture layers (``banks``), whose codes are read off the image as Fourier coefficients."""
+    return {g: [i for i, name in enumerate(layer_groups) if name == g and i not in banks] for g in GROUPS}
 
 
 def texture_correction(input_nc: int, width: int) -> nn.Sequential:
@@ -244,8 +249,7 @@ class BandCodeEncoder(nn.Module):
         super().__init__()
         self.num_codes, self.cell = list(num_codes), cell
         self.banks = dict(banks or {})
-        self.group_layers = {g: [i for i, name in enumerate(layer_groups) if name == g and i not in self.banks]
-                             for g in GROUPS}
+        self.group_layers = code_group_layers(layer_groups, self.banks)
         if feat_num < 2:
             raise ValueError("BandCodeEncoder needs feat_num >= 2 (chromaticity and brightness)")
         self.chroma = nn.Sequential(nn.Linear(input_nc, 4 * feat_num), nn.LeakyReLU(0.2),
