@@ -24,8 +24,9 @@ from models.losses import VGGLoss
 from models.losses.gan import _final_outputs
 from models.modulated_model import ModulatedModel, add_texture_option, check_modulated
 from models.networks import build_discriminator, build_generator, init_weights
-from models.networks.generator_modulated import Codes, ModulatedGenerator, index_segments
+from models.networks.generator_modulated import Codes, ModulatedGenerator
 from models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
+from models.networks.segments import index_segments
 from models.networks.vgg import VGG19Features
 from models.pix2pixhd_model import semantic_channels
 from models.registry import MODELS

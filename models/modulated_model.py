@@ -21,8 +21,9 @@ from torch import nn
 from models.base_model import LayoutModel, StepOutput
 from models.losses import GANLoss, VGGLoss
 from models.networks import build_discriminator, build_generator, init_weights
-from models.networks.generator_modulated import Codes, ModulatedGenerator, SegmentIndex, index_segments
-from models.networks.hierarchical_encoder import BandCodeEncoder, frequency_bands
+from models.networks.generator_modulated import Codes, ModulatedGenerator
+from models.networks.hierarchical_encoder import BandCodeEncoder
+from models.networks.segments import SegmentIndex, frequency_bands, index_segments
 from models.networks.vgg import VGG19Features
 from models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
 from models.registry import MODELS

@@ -24,8 +24,9 @@ from models.base_model import StepOutput
 from models.ghfeat_model import GENERATOR_KEYS, adopt_generator_options, load_generator_checkpoint
 from models.modulated_model import ModulatedModel
 from models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl
-from models.networks.generator_modulated import Codes, SegmentIndex, index_segments
+from models.networks.generator_modulated import Codes
 from models.networks.instance_pool import MAX_SEGMENT_ID
+from models.networks.segments import SegmentIndex, index_segments
 from models.networks.vgg import VGG19Features
 from models.registry import MODELS
 from synth.errors import OptionError

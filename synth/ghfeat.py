@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from models.networks.fourier_texture import amplitudes
-from models.networks.generator_modulated import GROUPS, Codes, SegmentIndex, index_segments
+from models.networks.generator_modulated import GROUPS, Codes
+from models.networks.segments import SegmentIndex, index_segments
 from synth.atomic import atomic_write_bytes
 from synth.errors import OptionError
 

@@ -8,8 +8,9 @@ import torch
 
 from models.networks import fourier_texture as ft
 from models.networks.fourier_texture import FourierBank, FourierTextureLayer, amplitudes, fourier_coefficients
-from models.networks.generator_modulated import ModulatedGenerator, index_segments
-from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, frequency_bands
+from models.networks.generator_modulated import ModulatedGenerator
+from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder
+from models.networks.segments import frequency_bands, index_segments
 
 SIZE = 48
 

@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from models.ghfeat_model import GHFeatModel
-from models.networks.generator_modulated import (
-    ModulatedGenerator,
-    index_segments,
-    instance_weights,
-    layer_group,
-    pool_instances,
-)
-from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, PooledCodeEncoder, paint
+from models.networks.generator_modulated import ModulatedGenerator, instance_weights, layer_group
+from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, PooledCodeEncoder
+from models.networks.segments import index_segments, paint, pool_instances
 from options import parse_test_options, parse_train_options
 from synth import ghfeat as gf
 from synth.errors import OptionError
@@ -180,7 +175,7 @@ def test_modulated_terms_l1_and_band_control(tiny_runs):
     its donor's mean colour (a swapped coarse vector) and its own fine band, the fine one for its own colour."""
     import torch.nn.functional as F
 
-    from models.networks.hierarchical_encoder import frequency_bands
+    from models.networks.segments import frequency_bands
 
     root, ck = tiny_runs
     trainer = Trainer(parse_train_options(tiny_flags(root, ck, "terms") + ["--model", "modulated",

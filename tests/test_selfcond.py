@@ -7,7 +7,7 @@ import torch
 from scipy.stats import spearmanr
 
 from models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl, soft_labels
-from models.networks.generator_modulated import index_segments
+from models.networks.segments import index_segments
 from synth import attributes as at
 from synth.errors import DataError, OptionError
 from tests.conftest import unique_calls

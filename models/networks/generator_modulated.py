@@ -17,7 +17,6 @@ is a key of ``texture_banks``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ from torch import nn
 
 from models.networks.blocks import output_head
 from models.networks.fourier_texture import FourierBank, FourierTextureLayer
-from models.networks.instance_pool import MAX_SEGMENT_ID
+from models.networks.segments import SegmentIndex, as_index
 from models.registry import GENERATORS
 from synth.errors import OptionError
 
@@ -41,57 +40,6 @@ def layer_group(level: int, n_downsampling: int) -> str:
     if 3 * level > 2 * n_downsampling:
         return "coarse"
     return "mid"
-
-
-@dataclass
-class SegmentIndex:
-    """The instances of a batch: ``keys`` [N] (image * 2**16 + id, sorted) and ``index`` [B,1,H,W] (row of each
-    pixel's instance in ``keys``). Ids that have no pixel never appear, so empty masks take no part."""
-
-    index: torch.Tensor
-    keys: torch.Tensor
-
-    @property
-    def count(self) -> int:
-        return int(self.keys.shape[0])
-
-    def image_of(self) -> torch.Tensor:
-        """[N] batch position of each instance."""
-        return torch.div(self.keys, MAX_SEGMENT_ID, rounding_mode="floor")
-
-    def id_of(self) -> torch.Tensor:
-        """[N] instance id of each instance."""
-        return self.keys % MAX_SEGMENT_ID
-
-
-def index_segments(segments: torch.Tensor) -> SegmentIndex:
-    """Compact per-batch instance numbering of ``segments`` [B,1,H,W] (ids in [0, 2**16))."""
-    batch = segments.shape[0]
-    offsets = torch.arange(batch, device=segments.device).view(batch, 1, 1, 1) * MAX_SEGMENT_ID
-    keys, inverse = torch.unique(segments.long() + offsets, sorted=True, return_inverse=True)
-    return SegmentIndex(inverse.view(segments.shape), keys)
-
-
-def as_index(segments: torch.Tensor | SegmentIndex) -> SegmentIndex:
-    """``segments`` [B,1,H,W] numbered by ``index_segments``, or an index a caller already computed for this step
-    (numbering is a ``torch.unique``, a host sync on a GPU: once per step is enough)."""
-    return segments if isinstance(segments, SegmentIndex) else index_segments(segments)
-
-
-def pool_instances(features: torch.Tensor, index: SegmentIndex) -> torch.Tensor:
-    """Mean of ``features`` [B,C,h,w] inside each instance -> [N, C], area-weighted at any resolution.
-
-    Features coarser than the mask are nearest-upsampled first, so every instance with a pixel gets a vector
-    at every level (none vanishes at a coarse level) and averaging equals area-weighted pooling of the cells."""
-    height, width = index.index.shape[-2:]
-    if features.shape[-2:] != (height, width):
-        features = F.interpolate(features, size=(height, width), mode="nearest")
-    channels = features.shape[1]
-    flat = features.permute(0, 2, 3, 1).reshape(-1, channels)
-    rows = index.index.reshape(-1)
-    sums = flat.new_zeros(index.count, channels).index_add_(0, rows, flat)
-    counts = flat.new_zeros(index.count).index_add_(0, rows, flat.new_ones(rows.shape[0]))
-    return sums / counts.clamp(min=1).unsqueeze(1)
 
 
 def instance_weights(index: SegmentIndex, levels: int, dtype: torch.dtype) -> list[torch.Tensor]:

@@ -28,7 +28,8 @@ from torch import nn
 
 from models.networks.fourier_texture import FourierBank, fourier_coefficients
 from models.networks.generator_global import GlobalGenerator
-from models.networks.generator_modulated import GROUPS, Codes, SegmentIndex, as_index, pool_instances
+from models.networks.generator_modulated import GROUPS, Codes
+from models.networks.segments import SegmentIndex, as_index, frequency_bands, pool_instances
 
 #: The pyramid level (0 shallowest) whose instance vectors feed each group's head.
 GROUP_LEVEL = {"fine": 0, "mid": 1, "coarse": 2}
@@ -188,19 +189,8 @@ class PooledCodeEncoder(nn.Module):
 
 # ----- the modulated model's own encoder: one frequency band per layer group ------------------------------------
 
-#: Rec. 601 luma weights: the luminance that the mid and fine bands are taken from.
-LUMA = (0.299, 0.587, 0.114)
-CONTRAST_EPS = 0.05
 #: Darkest brightness the brightness coordinate tells apart (log2: -6), and the octaves mapped onto [-1, 1].
 BRIGHTNESS_FLOOR, BRIGHTNESS_OCTAVES = 1 / 64, 6.0
-
-
-def luminance(image: torch.Tensor) -> torch.Tensor:
-    """[B,1,H,W] luma in [0, 1] of an RGB image in [-1, 1] (the mean of the channels for other channel counts)."""
-    unit = (image + 1) / 2
-    if unit.shape[1] != len(LUMA):
-        return unit.mean(1, keepdim=True)
-    return sum(w * unit[:, c:c + 1] for c, w in enumerate(LUMA))
 
 
 def brightness_coordinate(brightness: torch.Tensor) -> torch.Tensor:
@@ -213,30 +203,6 @@ def chromaticity(colour: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor
     """[N, C] colour in [0, 1] and [N, 1] its brightness -> the colour's deviation from grey relative to its
     brightness: unchanged when the colour is scaled (for brightness well above ``BRIGHTNESS_FLOOR``)."""
     return (colour - brightness) / (brightness + BRIGHTNESS_FLOOR)
-
-
-def lowpass(x: torch.Tensor, cell: int) -> torch.Tensor:
-    """Area average over ``cell`` x ``cell`` cells, bilinearly upsampled back: a Laplacian pyramid's low band."""
-    small = F.avg_pool2d(x, cell, ceil_mode=True)
-    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def paint(values: torch.Tensor, index) -> torch.Tensor:
-    """[N, C] per-instance values -> [B, C, H, W] map holding each pixel's instance value."""
-    return values[index.index[:, 0]].permute(0, 3, 1, 2)
-
-
-def frequency_bands(image: torch.Tensor, segments: torch.Tensor | SegmentIndex, cell: int
-                    ) -> dict[str, torch.Tensor]:
-    """An instance's three bands: ``coarse`` [N, C] its mean colour (the DC band); ``mid`` and ``fine`` [B,1,H,W]
-    its Weber luminance contrast (luma / instance mean luma - 1: no colour, no brightness) below and above the
-    ``cell``-pixel scale."""
-    index = as_index(segments)
-    luma = luminance(image)
-    mean_luma = paint(pool_instances(luma, index), index)
-    contrast = (luma - mean_luma) / (mean_luma + CONTRAST_EPS)
-    smooth = lowpass(contrast, cell)
-    return {"coarse": pool_instances(image, index), "mid": smooth, "fine": contrast - smooth}
 
 
 class BandCodeEncoder(nn.Module):
