@@ -10,7 +10,7 @@ from models.networks import fourier_texture as ft
 from models.networks.fourier_texture import FourierBank, FourierTextureLayer, amplitudes, fourier_coefficients
 from models.networks.generator_modulated import ModulatedGenerator
 from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder
-from models.networks.segments import frequency_bands, index_segments
+from models.networks.segments import frequency_bands, index_segments, pool_instances
 
 SIZE = 48
 
@@ -40,7 +40,7 @@ def test_bank_frequencies_follow_the_cell_and_stay_below_the_cap():
     assert torch.allclose(features[:32] ** 2 + features[32:] ** 2, torch.ones(32, SIZE, SIZE), atol=1e-5)
 
 
-def test_coefficients_recover_amplitude_and_phase_of_a_wave_per_instance():
+def test_coefficients_recover_amplitude_and_phase_of_a_wave_per_instance_from_its_centroid():
     bank = FourierBank.for_cell(8)
     segments = _two_objects()
     signal = torch.stack([_wave(5 / 32, 45, 1.0), _wave(8 / 32, 90, -2.0, 0.1)]).unsqueeze(1)
@@ -48,13 +48,15 @@ def test_coefficients_recover_amplitude_and_phase_of_a_wave_per_instance():
     coefficients = fourier_coefficients(signal, index, bank)
     assert coefficients.shape == (index.count, 64)  # background of both images + the two objects
     wave = {3: 2 * 4 + 1, 4: 5 * 4 + 2}  # (frequency step, direction) of each object's wave
-    truth = {3: (0.2, 1.0), 4: (0.1, -2.0)}
+    truth = {3: (0.2, 1.0, 5 / 32, 45, (20.5, 17.5)), 4: (0.1, -2.0, 8 / 32, 90, (22.5, 29.5))}  # centroid (x, y)
     for row, ident in enumerate(index.id_of().tolist()):
         if ident == 0:
             continue
         k = wave[ident]
-        amplitude, phase = truth[ident]
-        # a sin(t + p) = a cos(p) sin(t) + a sin(p) cos(t)
+        amplitude, phase, frequency, angle, (cx, cy) = truth[ident]
+        a = math.radians(angle)
+        phase += 2 * math.pi * frequency * (cx * math.cos(a) + cy * math.sin(a))  # the wave's phase at the centroid
+        # a sin(t' + p) = a cos(p) sin(t') + a sin(p) cos(t'), t' the phase measured from the centroid
         assert coefficients[row, k] == pytest.approx(amplitude * math.cos(phase), abs=0.01)
         assert coefficients[row, 32 + k] == pytest.approx(amplitude * math.sin(phase), abs=0.01)
         others = amplitudes(coefficients[row:row + 1])[0].clone()
@@ -62,33 +64,98 @@ def test_coefficients_recover_amplitude_and_phase_of_a_wave_per_instance():
         assert float(others.max()) < 0.01
 
 
-def test_constant_signal_has_no_texture_and_chunking_does_not_change_the_fit(monkeypatch):
+def test_phase_shifts_compose_and_invert():
+    coefficients = torch.randn(3, 8)
+    phases = torch.rand(3, 4, dtype=torch.float64) * 100
+    there = ft.shift_phases(coefficients, phases)
+    assert torch.allclose(ft.shift_phases(there, -phases), coefficients, atol=1e-5)
+    assert torch.allclose(amplitudes(there), amplitudes(coefficients), atol=1e-5)
+    half = phases / 2
+    assert torch.allclose(ft.shift_phases(ft.shift_phases(coefficients, half), half), there, atol=1e-5)
+
+
+def test_a_code_moved_to_another_instance_draws_the_same_pattern_around_its_centre():
+    """Even for a stripe between two bank frequencies (which the fit renders as a beat of both), the pattern
+    painted on another instance of the same shape is the fitted one translated, not another stretch of the beat."""
+    bank = FourierBank.for_cell(8)
+    layer = FourierTextureLayer(bank, 8)
+    segments = torch.zeros(2, 1, SIZE, SIZE, dtype=torch.long)
+    segments[0, 0, 6:30, 8:34] = 3
+    segments[1, 0, 19:43, 21:47] = 3  # the same square 13 px down and right: half a 1/26-cycle beat away
+    index = index_segments(segments)
+    signal = torch.stack([_wave(5.5 / 32, 0, 0.4)] * 2).unsqueeze(1)
+    coefficients = fourier_coefficients(signal, index, bank)
+    rows = {(b, i): r for r, (b, i) in enumerate(zip(index.image_of().tolist(), index.id_of().tolist(),
+                                                     strict=True))}
+    moved = coefficients.clone()
+    moved[rows[(1, 3)]] = coefficients[rows[(0, 3)]]
+    painted = layer.contrast(index, moved, torch.float32)
+    source, target = painted[0, 0, 6:30, 8:34], painted[1, 0, 19:43, 21:47]
+    assert float((source - signal[0, 0, 6:30, 8:34]).abs().max()) < 0.08  # the fit is close to the wave
+    assert torch.allclose(target, source, atol=1e-4)
+
+
+def test_the_fit_skips_each_instances_outer_ring_and_a_sliver_gets_no_texture():
+    bank = FourierBank.for_cell(8)
+    segments = _two_objects()
+    segments[0, 0, 40, 5:45] = 9  # a one-pixel line: no pixel of it has all its neighbours in it
+    index = index_segments(segments)
+    signal = torch.stack([_wave(5 / 32, 45, 1.0)] * 2).unsqueeze(1)
+    outlined = signal.clone()
+    ring = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    ring[6:30, 8:34] = True
+    ring[7:29, 9:33] = False
+    outlined[0, 0][ring] = -0.8  # a dark outline on object 3's edge
+    plain, with_outline = fourier_coefficients(signal, index, bank), fourier_coefficients(outlined, index, bank)
+    row = {i: r for r, i in enumerate(index.id_of().tolist()) if index.image_of()[r] == 0}
+    assert torch.allclose(with_outline[row[3]], plain[row[3]], atol=1e-5)
+    assert bool(torch.isfinite(plain).all()) and float(plain[row[9]].abs().max()) == 0
+
+
+def test_constant_signal_has_no_texture_and_neither_caching_nor_chunking_changes_the_fit(monkeypatch):
     bank = FourierBank.for_cell(8)
     index = index_segments(_two_objects())
     flat = torch.full((2, 1, SIZE, SIZE), 0.3)
     assert float(fourier_coefficients(flat, index, bank).abs().max()) < 1e-4
     signal = torch.stack([_wave(4 / 32, 0, 0.5), _wave(7 / 32, 135, 0.0)]).unsqueeze(1)
     whole = fourier_coefficients(signal, index, bank)
+    assert len(index.derived) == 1  # the masks' normal equations, kept for the next fit on this numbering
+    assert torch.equal(fourier_coefficients(signal, index, bank), whole)
     monkeypatch.setattr(ft, "CHUNK_PIXELS", 100)
-    assert torch.allclose(fourier_coefficients(signal, index, bank), whole, atol=1e-5)
+    fresh = index_segments(_two_objects())
+    assert torch.allclose(fourier_coefficients(signal, fresh, bank), whole, atol=1e-5)
 
 
-def test_texture_layer_paints_each_instances_coefficients_and_multiplies_brightness():
+def _fine_fit(image: torch.Tensor, index, bank: FourierBank) -> torch.Tensor:
+    return fourier_coefficients(frequency_bands(image, index, 8)["fine"], index, bank)
+
+
+def test_texture_layer_replaces_the_images_own_band_with_the_codes():
     bank = FourierBank.for_cell(8)
-    layer = FourierTextureLayer(bank)
+    layer = FourierTextureLayer(bank, 8)
     segments = _two_objects()
     index = index_segments(segments)
-    signal = torch.stack([_wave(5 / 32, 45, 1.0), _wave(8 / 32, 90, -2.0, 0.1)]).unsqueeze(1)
-    contrast = layer.contrast(index, fourier_coefficients(signal, index, bank), torch.float32)
-    inside = segments > 0
-    assert float((contrast - signal)[inside].abs().max()) < 0.02
-    image = torch.full((2, 3, SIZE, SIZE), -0.2)
-    out = layer(image, contrast)
-    assert torch.allclose(out, ((image + 1) * (1 + contrast) - 1).clamp(-1, 1))
-    assert layer(image, None) is image
+    old = torch.stack([_wave(7 / 32, 0, 0.0, 0.25), _wave(9 / 32, 45, 1.0, 0.25)]).unsqueeze(1)
+    image = ((0.4 + 0.2 * torch.rand(2, 3, 1, 1)) * (1 + old) - 1).expand(2, 3, SIZE, SIZE)
+    new = torch.stack([_wave(5 / 32, 45, 1.0), _wave(8 / 32, 90, -2.0, 0.1)]).unsqueeze(1)
+    codes = fourier_coefficients(new, index, bank)
+    contrast = layer.contrast(index, codes, torch.float32)
+    assert float((contrast - new)[segments > 0].abs().max()) < 0.03
+    out = layer(image, index, codes)
+    assert out.shape == image.shape and float(out.abs().max()) <= 1
+    objects = index.id_of() > 0
+    before, after = amplitudes(_fine_fit(image, index, bank)), amplitudes(_fine_fit(out, index, bank))
+    old_waves, new_waves = torch.tensor([4 * 4 + 0, 6 * 4 + 1]), torch.tensor([2 * 4 + 1, 5 * 4 + 2])
+    drawn = after[objects].gather(1, new_waves.view(-1, 1)).squeeze(1)
+    wanted = amplitudes(codes[objects]).gather(1, new_waves.view(-1, 1)).squeeze(1)
+    assert torch.allclose(drawn, wanted, rtol=0.25), (drawn, wanted)
+    kept = after[objects].gather(1, old_waves.view(-1, 1)).squeeze(1)
+    had = before[objects].gather(1, old_waves.view(-1, 1)).squeeze(1)
+    assert bool((kept < 0.3 * had).all()), (kept, had)  # the image's own stripes are gone, to first order
+    assert layer(image, index, None) is image
 
 
-def test_generator_texture_layer_is_the_last_fine_layer_and_zero_codes_change_nothing():
+def test_generator_texture_layer_is_the_last_fine_layer_and_owns_its_band():
     torch.manual_seed(0)
     plain = ModulatedGenerator(5, 3, ngf=4, n_downsampling=3, n_blocks=1)
     textured = ModulatedGenerator(5, 3, ngf=4, n_downsampling=3, n_blocks=1, texture=True)
@@ -97,14 +164,22 @@ def test_generator_texture_layer_is_the_last_fine_layer_and_zero_codes_change_no
     assert list(textured.texture_banks) == [last] and textured.layer_groups[last] == "fine"
     assert textured.num_codes[:-1] == plain.num_codes and textured.num_codes[-1] == 64
     assert last in textured.group_layers["fine"]
+    bank = textured.texture_banks[last]
     segments = torch.zeros(2, 1, SIZE, SIZE, dtype=torch.long)
     segments[:, :, 8:40, 8:40] = 2
+    index = index_segments(segments)
     x = torch.randn(2, 5, SIZE, SIZE)
     codes = [torch.randn(4, n) * 0.1 for n in plain.num_codes]
-    zero_texture = [*codes, torch.zeros(4, 64)]
-    assert torch.allclose(textured(x, segments, zero_texture), plain(x, segments, codes), atol=1e-6)
-    striped = [*codes, torch.zeros(4, 64).index_fill_(1, torch.tensor([9]), 0.3)]
-    assert not torch.allclose(textured(x, segments, striped), plain(x, segments, codes), atol=1e-3)
+    with torch.no_grad():
+        untextured = plain(x, segments, codes)
+        flattened = textured(x, segments, [*codes, torch.zeros(4, 64)])
+        striped_codes = torch.zeros(4, 64).index_fill_(1, torch.tensor([9]), 0.3)
+        striped = textured(x, segments, [*codes, striped_codes])
+    own = _fine_fit(untextured, index, bank).abs().max()
+    assert float(_fine_fit(flattened, index, bank).abs().max()) < 0.2 * float(own)  # zero codes: a flat band
+    assert _fine_fit(striped, index, bank)[:, 9].tolist() == pytest.approx([0.3] * 4, abs=0.06)
+    colours = pool_instances(flattened, index), pool_instances(untextured, index)
+    assert torch.allclose(*colours, atol=0.02)  # the band changed, not the instances' colours
 
 
 def test_band_encoder_texture_codes_are_the_fine_bands_coefficients():

@@ -3,11 +3,19 @@
 A conv generator has no sense of position, so it cannot draw a chosen stripe pattern in phase with the real
 image: from codes pooled over an instance it can only render the instance's mean texture, and a reconstruction
 loss then prefers none. Fixed Fourier features (sin and cos of plane waves in image pixels, as StyleGAN3 feeds its
-synthesis network) give it that position. ``FourierTextureLayer`` paints each instance's coefficients through its
-mask and multiplies the image's brightness by ``1 + sum_k c_k * feature_k``: a Weber luminance contrast, the
-quantity the modulated model's fine band measures. Its codes are the coefficients themselves (sin block, then cos
-block), and encoders get them by ``fourier_coefficients``: a ridge least-squares fit of a contrast map to the same
-features inside each instance (a local Fourier transform; pooling alone cannot see phase).
+synthesis network) give it that position. Its codes are per-instance coefficients of those waves (sin block, then
+cos block), and encoders get them by ``fourier_coefficients``: a ridge least-squares fit of a Weber luminance
+contrast map (the quantity the modulated model's fine band measures) inside each instance, a local Fourier
+transform (pooling alone cannot see phase).
+
+Two conventions make a code a texture of its own, whichever instance wears it:
+
+* phases are measured from the instance's centroid, so a code moved to another instance draws the same pattern
+  around that instance's centre (with image-origin phases, a stripe frequency between two bank frequencies is a
+  beat of the two, and another place can sit on its node);
+* ``FourierTextureLayer`` *replaces* the bank's band of each instance, as AdaIN replaces feature statistics: it
+  fits the incoming image's own fine band, and multiplies the brightness by ``1 + sum_k (c_k - own_k) feature_k``,
+  so whatever texture the convolutions drew in that band is swapped for the code's, not mixed with it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from models.networks.segments import SegmentIndex, frequency_bands, instance_centroids
 
 #: Wave-vector directions in degrees from +x (0: vertical stripes, 90: horizontal ones).
 BANK_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)
@@ -69,6 +80,15 @@ class FourierBank:
         phase = torch.stack(phases)
         return torch.cat([phase.sin(), phase.cos()]).to(dtype)
 
+    def phases_at(self, points: torch.Tensor) -> torch.Tensor:
+        """[N, 2] (x, y) pixel positions -> [N, K] every wave's phase there (float64: positions reach thousands)."""
+        directions = torch.tensor([[math.cos(math.radians(a)), math.sin(math.radians(a))]
+                                   for _ in self.frequencies for a in self.angles_deg], dtype=torch.float64,
+                                  device=points.device)
+        steps = torch.tensor([2 * math.pi * f for f in self.frequencies for _ in self.angles_deg],
+                             dtype=torch.float64, device=points.device)
+        return points.to(torch.float64) @ directions.T * steps
+
 
 def amplitudes(coefficients: torch.Tensor) -> torch.Tensor:
     """[N, 2K] sin/cos coefficients -> [N, K] phase-free amplitudes (what retrieval should compare)."""
@@ -76,50 +96,106 @@ def amplitudes(coefficients: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(sin.square() + cos.square() + 1e-12)
 
 
-def fourier_coefficients(signal: torch.Tensor, index, bank: FourierBank, ridge: float = RIDGE) -> torch.Tensor:
-    """[B,1,H,W] map and a ``SegmentIndex`` -> [N, 2K] least-squares coefficients of the bank (plus a constant,
-    dropped) fitted to the map inside each instance; differentiable in ``signal``."""
-    batch, _, height, width = signal.shape
+def shift_phases(coefficients: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """Coefficients of waves in one frame -> those of the same signal with every wave's phase origin moved on by
+    ``phases`` [N, K] (``s sin(t) + c cos(t)`` with ``t = t' + phase``); ``-phases`` moves it back."""
+    sin, cos = coefficients.chunk(2, dim=1)
+    turn_cos, turn_sin = phases.cos().to(coefficients.dtype), phases.sin().to(coefficients.dtype)
+    return torch.cat([sin * turn_cos - cos * turn_sin, sin * turn_sin + cos * turn_cos], dim=1)
+
+
+@dataclass(frozen=True)
+class _InstanceFit:
+    """What a least-squares fit on one numbering needs besides the signal: the basis and the factorised normal
+    equations of every instance (they depend on the masks only, not on the map that is fitted)."""
+
+    basis: torch.Tensor  # [P, X]: the bank's features and a constant
+    inside: torch.Tensor  # [B, X]: 1 on the pixels the fit reads (``interior``), else 0
+    factors: tuple[torch.Tensor, torch.Tensor]  # LU of Gram + ridge, [N, P, P], and its pivots
+    centre_phases: torch.Tensor  # [N, K] every wave's phase at each instance's centroid
+
+
+def interior(index: SegmentIndex) -> torch.Tensor:
+    """[B,1,H,W] True where a pixel's 8 neighbours belong to its instance: the fit skips each instance's outer
+    ring, whose edge (an outline, the neighbour's colour bleeding in) is no part of its texture but would be fitted
+    as waves and painted onto whichever instance the code is given to."""
+    ids = index.index.to(torch.float32)  # rows < 2**24: exact
+    highest = F.max_pool2d(ids, 3, stride=1, padding=1)
+    lowest = -F.max_pool2d(-ids, 3, stride=1, padding=1)
+    return (highest == ids) & (lowest == ids)
+
+
+def _instance_fit(index: SegmentIndex, bank: FourierBank, height: int, width: int, device: torch.device,
+                  dtype: torch.dtype, ridge: float) -> _InstanceFit:
+    """The fit's mask-only part for ``index``, computed once per numbering (the encoder's read-out and the texture
+    layer's own-band removal of a step share it)."""
+    key = ("fourier_fit", bank, height, width, str(device), dtype, ridge)
+    if key in index.derived:
+        return index.derived[key]
     pixels = height * width
-    basis = torch.cat([bank.features(height, width, signal.device, signal.dtype),
-                       signal.new_ones(1, height, width)]).reshape(-1, pixels)  # [P, X]
-    rows = index.index.reshape(batch, pixels)
-    masks = signal.new_zeros(index.count, pixels).scatter_(0, rows, 1.0)  # [N, X]: each instance in its own image
-    masked = signal.new_zeros(index.count, pixels).scatter(0, rows, signal.reshape(batch, pixels))
-    size = basis.shape[0]
-    gram = signal.new_zeros(index.count, size * size)
-    for start in range(0, pixels, CHUNK_PIXELS):  # Gram_n = sum over the instance's pixels of f f^T
-        part = basis[:, start:start + CHUNK_PIXELS]
-        outer = (part.unsqueeze(0) * part.unsqueeze(1)).reshape(size * size, -1)
-        gram = gram + masks[:, start:start + CHUNK_PIXELS] @ outer.T
-    gram = gram.view(-1, size, size)
-    count = masks.sum(1).clamp(min=MIN_RIDGE_PIXELS)
-    eye = torch.eye(size, device=signal.device, dtype=signal.dtype)
-    eye[-1, -1] = 0  # the constant (the instance's mean) is not shrunk, so none of it leaks into the waves
-    solution = torch.linalg.solve(gram + ridge * count.view(-1, 1, 1) * eye, (masked @ basis.T).unsqueeze(-1))
-    return solution.squeeze(-1)[:, :-1]
+    with torch.no_grad():
+        basis = torch.cat([bank.features(height, width, device, dtype),
+                           torch.ones(1, height, width, device=device, dtype=dtype)]).reshape(-1, pixels)
+        rows = index.index.reshape(-1, pixels)
+        inside = interior(index).reshape(-1, pixels).to(dtype)
+        masks = torch.zeros(index.count, pixels, device=device, dtype=dtype).scatter_(0, rows, inside)  # [N, X]
+        size = basis.shape[0]
+        gram = torch.zeros(index.count, size, size, device=device, dtype=dtype)
+        for start in range(0, pixels, CHUNK_PIXELS):  # Gram_n = sum over the instance's pixels of f f^T
+            part = basis[:, start:start + CHUNK_PIXELS]
+            gram += (masks[:, start:start + CHUNK_PIXELS].unsqueeze(1) * part) @ part.T
+        count = masks.sum(1).clamp(min=MIN_RIDGE_PIXELS)
+        eye = torch.eye(size, device=device, dtype=dtype)
+        # the constant (the instance's mean) is barely shrunk, so none of it leaks into the waves; an instance with
+        # no interior pixel (a sliver) still gets a solvable system, and no texture
+        eye[-1, -1] = 1e-6
+        factors = torch.linalg.lu_factor(gram + ridge * count.view(-1, 1, 1) * eye)
+    fit = _InstanceFit(basis, inside, factors, bank.phases_at(instance_centroids(index)))
+    index.derived[key] = fit
+    return fit
+
+
+def fourier_coefficients(signal: torch.Tensor, index: SegmentIndex, bank: FourierBank, ridge: float = RIDGE
+                         ) -> torch.Tensor:
+    """[B,1,H,W] map and a ``SegmentIndex`` -> [N, 2K] least-squares coefficients of the bank (plus a constant,
+    dropped) fitted to the map inside each instance, phases from the instance's centroid; differentiable in
+    ``signal``."""
+    batch, _, height, width = signal.shape
+    fit = _instance_fit(index, bank, height, width, signal.device, signal.dtype, ridge)
+    rows = index.index.reshape(batch, height * width)
+    masked = signal.new_zeros(index.count, height * width).scatter(0, rows, signal.reshape(batch, -1) * fit.inside)
+    solution = torch.linalg.lu_solve(*fit.factors, (masked @ fit.basis.T).unsqueeze(-1))
+    return shift_phases(solution.squeeze(-1)[:, :-1], fit.centre_phases)
 
 
 class FourierTextureLayer(nn.Module):
-    """The last layer of a modulated generator: image brightness times ``1 + painted sum of coefficient * wave``.
+    """The last layer of a modulated generator: each instance's bank band replaced by its coefficients.
 
-    Parameter-free: its codes [N, 2K] are the coefficients (none: the image passes unchanged)."""
+    Parameter-free: its codes [N, 2K] are the coefficients in each instance's frame (none: the image passes
+    unchanged); ``cell`` is the generator's coarsest cell, the edge of the fine band it measures."""
 
-    def __init__(self, bank: FourierBank) -> None:
+    def __init__(self, bank: FourierBank, cell: int) -> None:
         super().__init__()
-        self.bank = bank
+        self.bank, self.cell = bank, cell
         self.channels = bank.waves
         self.layer_number = -1  # set by the generator that owns it
 
-    def contrast(self, index, coefficients: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def contrast(self, index: SegmentIndex, coefficients: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B,1,H,W] contrast map: each pixel's instance's coefficients applied to the waves at that pixel."""
         batch, _, height, width = index.index.shape
         waves = self.bank.features(height, width, index.index.device, dtype).reshape(self.bank.num_codes, -1)
-        per_instance = coefficients.to(dtype) @ waves  # [N, X]
+        in_image_frame = shift_phases(coefficients, -self.bank.phases_at(instance_centroids(index)))
+        per_instance = in_image_frame.to(dtype) @ waves  # [N, X]
         return per_instance.gather(0, index.index.reshape(batch, -1)).view(batch, 1, height, width)
 
-    def forward(self, image: torch.Tensor, contrast: torch.Tensor | None) -> torch.Tensor:
-        """Image in [-1, 1] and a contrast map (or None) -> the textured image, clamped to [-1, 1]."""
-        if contrast is None:
+    def forward(self, image: torch.Tensor, index: SegmentIndex, coefficients: torch.Tensor | None) -> torch.Tensor:
+        """Image in [-1, 1] -> the image whose instances wear ``coefficients`` in the bank's band, in [-1, 1].
+
+        The image's own band is taken out to first order (``(1 + own)(1 + c - own) ~ 1 + c``), with gradients,
+        so the convolutions learn that drawing in this band is futile rather than that it adds to the code."""
+        if coefficients is None:
             return image
-        return ((image + 1) * (1 + contrast) - 1).clamp(-1, 1)
+        with torch.autocast(image.device.type, enabled=False):  # a least-squares solve wants float32
+            own = fourier_coefficients(frequency_bands(image.float(), index, self.cell)["fine"], index, self.bank)
+            contrast = self.contrast(index, coefficients.float() - own, torch.float32)
+        return ((image + 1) * (1 + contrast.to(image.dtype)) - 1).clamp(-1, 1)

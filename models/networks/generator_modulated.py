@@ -10,9 +10,9 @@ down-sampling level ``k`` (its resolution is the input's / 2**k) of a generator 
 ``fine`` when 3k < n, ``coarse`` when 3k > 2n, else ``mid``. With n = 3: fine = full resolution (stem, last
 up-sampling), mid = 1/2 and 1/4, coarse = 1/8 (last down-sampling and every residual block).
 
-With ``texture=True`` (``--fourier_texture``) a last, fine layer multiplies the image by a per-instance sum of
-fixed Fourier features (``fourier_texture``); its codes are those coefficients, not (gamma, beta), and its number
-is a key of ``texture_banks``.
+With ``texture=True`` (``--fourier_texture``) a last, fine layer replaces each instance's band of fixed Fourier
+features by a per-instance sum of them (``fourier_texture``); its codes are those coefficients, not (gamma, beta),
+and its number is a key of ``texture_banks``.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ class ModulatedGenerator(nn.Module):
                   *range(n_downsampling - 1, -1, -1)]
         norms = [self.stem.norm, *(s.norm for s in self.down), *(n for b in self.blocks for n in (b.norm1, b.norm2)),
                  *(s.norm for s in self.up)]
-        self.texture = FourierTextureLayer(FourierBank.for_cell(self.size_multiple)) if texture else None
+        cell = self.size_multiple
+        self.texture = FourierTextureLayer(FourierBank.for_cell(cell), cell) if texture else None
         if self.texture is not None:
             levels.append(0)
             norms.append(self.texture)
@@ -185,8 +186,7 @@ class ModulatedGenerator(nn.Module):
         image = self.head(x)
         if self.texture is None or codes is None or segments is None:
             return image
-        contrast = self.texture.contrast(segments, codes[self.texture.layer_number], image.dtype)
-        return self.texture(image, contrast)
+        return self.texture(image, segments, codes[self.texture.layer_number])
 
 
 def group_slices(codes: Codes, layers: list[int]) -> torch.Tensor:

@@ -7,7 +7,8 @@ way, so none of them imports another for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +19,14 @@ from models.networks.instance_pool import MAX_SEGMENT_ID
 @dataclass
 class SegmentIndex:
     """The instances of a batch: ``keys`` [N] (image * 2**16 + id, sorted) and ``index`` [B,1,H,W] (row of each
-    pixel's instance in ``keys``). Ids that have no pixel never appear, so empty masks take no part."""
+    pixel's instance in ``keys``). Ids that have no pixel never appear, so empty masks take no part.
+
+    ``derived`` holds what callers compute from the numbering alone (no gradients), so that the encoder and the
+    generator of one step share it: an index lives for one step."""
 
     index: torch.Tensor
     keys: torch.Tensor
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def count(self) -> int:
