@@ -16,6 +16,8 @@ Two conventions make a code a texture of its own, whichever instance wears it:
 * ``FourierTextureLayer`` *replaces* the bank's band of each instance, as AdaIN replaces feature statistics: it
   fits the incoming image's own fine band, and multiplies the brightness by ``1 + sum_k (c_k - own_k) feature_k``,
   so whatever texture the convolutions drew in that band is swapped for the code's, not mixed with it.
+
+The fit reads each instance's interior only (``interior``): its outline is no part of its texture.
 """
 
 from __future__ import annotations
@@ -105,14 +107,32 @@ def shift_phases(coefficients: torch.Tensor, phases: torch.Tensor) -> torch.Tens
 
 
 @dataclass(frozen=True)
-class _InstanceFit:
-    """What a least-squares fit on one numbering needs besides the signal: the basis and the factorised normal
-    equations of every instance (they depend on the masks only, not on the map that is fitted)."""
+class _Geometry:
+    """The bank on one numbering's image size and instances: what painting and fitting both need."""
 
-    basis: torch.Tensor  # [P, X]: the bank's features and a constant
-    inside: torch.Tensor  # [B, X]: 1 on the pixels the fit reads (``interior``), else 0
-    factors: tuple[torch.Tensor, torch.Tensor]  # LU of Gram + ridge, [N, P, P], and its pivots
+    waves: torch.Tensor  # [2K, X]: the bank's features
     centre_phases: torch.Tensor  # [N, K] every wave's phase at each instance's centroid
+
+
+@dataclass(frozen=True)
+class _InstanceFit:
+    """What a least-squares fit on one numbering needs besides the signal: the factorised normal equations of every
+    instance (they depend on the masks only, not on the map that is fitted)."""
+
+    geometry: _Geometry
+    basis: torch.Tensor  # [P, X]: the waves and a constant
+    inside: torch.Tensor  # [B, X]: 1 on the pixels the fit reads (``interior``), else 0
+    factors: tuple[torch.Tensor, torch.Tensor]  # LU of Gram + ridge, [N, P, P] (P = 2K + a constant), pivots
+
+
+def _geometry(index: SegmentIndex, bank: FourierBank, device: torch.device, dtype: torch.dtype) -> _Geometry:
+    """The bank's features and the instances' centre phases for ``index``, computed once per numbering."""
+    height, width = index.index.shape[-2:]
+    key = ("fourier_geometry", bank, str(device), dtype)
+    if key not in index.derived:
+        index.derived[key] = _Geometry(bank.features(height, width, device, dtype).reshape(bank.num_codes, -1),
+                                       bank.phases_at(instance_centroids(index)))
+    return index.derived[key]
 
 
 def interior(index: SegmentIndex) -> torch.Tensor:
@@ -125,17 +145,17 @@ def interior(index: SegmentIndex) -> torch.Tensor:
     return (highest == ids) & (lowest == ids)
 
 
-def _instance_fit(index: SegmentIndex, bank: FourierBank, height: int, width: int, device: torch.device,
-                  dtype: torch.dtype, ridge: float) -> _InstanceFit:
+def _instance_fit(index: SegmentIndex, bank: FourierBank, device: torch.device, dtype: torch.dtype,
+                  ridge: float) -> _InstanceFit:
     """The fit's mask-only part for ``index``, computed once per numbering (the encoder's read-out and the texture
     layer's own-band removal of a step share it)."""
-    key = ("fourier_fit", bank, height, width, str(device), dtype, ridge)
+    key = ("fourier_fit", bank, str(device), dtype, ridge)
     if key in index.derived:
         return index.derived[key]
-    pixels = height * width
+    geometry = _geometry(index, bank, device, dtype)
+    pixels = geometry.waves.shape[1]
     with torch.no_grad():
-        basis = torch.cat([bank.features(height, width, device, dtype),
-                           torch.ones(1, height, width, device=device, dtype=dtype)]).reshape(-1, pixels)
+        basis = torch.cat([geometry.waves, torch.ones(1, pixels, device=device, dtype=dtype)])  # [P, X]
         rows = index.index.reshape(-1, pixels)
         inside = interior(index).reshape(-1, pixels).to(dtype)
         masks = torch.zeros(index.count, pixels, device=device, dtype=dtype).scatter_(0, rows, inside)  # [N, X]
@@ -150,7 +170,7 @@ def _instance_fit(index: SegmentIndex, bank: FourierBank, height: int, width: in
         # no interior pixel (a sliver) still gets a solvable system, and no texture
         eye[-1, -1] = 1e-6
         factors = torch.linalg.lu_factor(gram + ridge * count.view(-1, 1, 1) * eye)
-    fit = _InstanceFit(basis, inside, factors, bank.phases_at(instance_centroids(index)))
+    fit = _InstanceFit(geometry, basis, inside, factors)
     index.derived[key] = fit
     return fit
 
@@ -160,12 +180,12 @@ def fourier_coefficients(signal: torch.Tensor, index: SegmentIndex, bank: Fourie
     """[B,1,H,W] map and a ``SegmentIndex`` -> [N, 2K] least-squares coefficients of the bank (plus a constant,
     dropped) fitted to the map inside each instance, phases from the instance's centroid; differentiable in
     ``signal``."""
-    batch, _, height, width = signal.shape
-    fit = _instance_fit(index, bank, height, width, signal.device, signal.dtype, ridge)
-    rows = index.index.reshape(batch, height * width)
-    masked = signal.new_zeros(index.count, height * width).scatter(0, rows, signal.reshape(batch, -1) * fit.inside)
+    batch = signal.shape[0]
+    fit = _instance_fit(index, bank, signal.device, signal.dtype, ridge)
+    rows = index.index.reshape(batch, -1)
+    masked = signal.new_zeros(index.count, rows.shape[1]).scatter(0, rows, signal.reshape(batch, -1) * fit.inside)
     solution = torch.linalg.lu_solve(*fit.factors, (masked @ fit.basis.T).unsqueeze(-1))
-    return shift_phases(solution.squeeze(-1)[:, :-1], fit.centre_phases)
+    return shift_phases(solution.squeeze(-1)[:, :-1], fit.geometry.centre_phases)
 
 
 class FourierTextureLayer(nn.Module):
@@ -183,9 +203,9 @@ class FourierTextureLayer(nn.Module):
     def contrast(self, index: SegmentIndex, coefficients: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B,1,H,W] contrast map: each pixel's instance's coefficients applied to the waves at that pixel."""
         batch, _, height, width = index.index.shape
-        waves = self.bank.features(height, width, index.index.device, dtype).reshape(self.bank.num_codes, -1)
-        in_image_frame = shift_phases(coefficients, -self.bank.phases_at(instance_centroids(index)))
-        per_instance = in_image_frame.to(dtype) @ waves  # [N, X]
+        geometry = _geometry(index, self.bank, index.index.device, dtype)
+        in_image_frame = shift_phases(coefficients, -geometry.centre_phases)
+        per_instance = in_image_frame.to(dtype) @ geometry.waves  # [N, X]
         return per_instance.gather(0, index.index.reshape(batch, -1)).view(batch, 1, height, width)
 
     def forward(self, image: torch.Tensor, index: SegmentIndex, coefficients: torch.Tensor | None) -> torch.Tensor:
