@@ -1,6 +1,6 @@
 """Synthesize images from label maps with a trained model: ``python test.py --name NAME`` (same as ``synth-test``)."""
 
-from synth.cli import test_main
+from synth.commands.test import main
 
 if __name__ == "__main__":
-    raise SystemExit(test_main())
+    raise SystemExit(main())

@@ -96,7 +96,7 @@ REFERENCE_ARCH = [
 
 def train_options(dataroot: Path, run_dir: Path, extra: list[str]):
     """Training options for the reference config on ``dataroot`` (CPU, no logging side effects)."""
-    from options import parse_train_options
+    from synth.options import parse_train_options
 
     return parse_train_options([
         "--dataroot", str(dataroot), "--checkpoints_dir", str(run_dir), "--name", "bench", *REFERENCE_ARCH,

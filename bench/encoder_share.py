@@ -27,7 +27,7 @@ from common import (
     train_options,
 )
 
-from models.networks.instance_pool import instance_average_pool  # noqa: E402
+from synth.models.networks.instance_pool import instance_average_pool  # noqa: E402
 from synth.trainer import Trainer  # noqa: E402
 
 

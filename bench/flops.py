@@ -17,7 +17,7 @@ import torch
 from common import machine_info, markdown_table, parse_size, print_machine, time_callable  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.networks import GlobalGenerator  # noqa: E402
+from synth.models.networks import GlobalGenerator  # noqa: E402
 
 
 def count_flops(fn) -> int:

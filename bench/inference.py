@@ -39,7 +39,7 @@ SLOW_BF16_ITERS = (1, 1)
 
 
 def available_configs() -> dict[str, tuple[list[str], str | None]]:
-    from options.parse import build_parser
+    from synth.options.parse import build_parser
 
     dests = {action.dest for action in build_parser(is_train=False)._actions}
     configs = dict(CONFIGS)
@@ -70,9 +70,9 @@ def run_one(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    import models  # noqa: F401  (registers the model)
-    from models.pix2pixhd_model import Pix2PixHDModel
-    from options import parse_test_options
+    import synth.models  # noqa: F401  (registers the model)
+    from synth.models.pix2pixhd_model import Pix2PixHDModel
+    from synth.options import parse_test_options
     from synth.trainer import prepare_networks
 
     width, height = common.parse_size(args.size)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from common import machine_info, markdown_table, parse_size, print_machine, synthetic_sample, time_callable
 
-from models.networks.fourier_texture import FourierBank, FourierTextureLayer, fourier_coefficients  # noqa: E402
-from models.networks.segments import frequency_bands, index_segments  # noqa: E402
+from synth.models.networks.fourier_texture import FourierBank, FourierTextureLayer, fourier_coefficients  # noqa: E402
+from synth.models.networks.segments import frequency_bands, index_segments  # noqa: E402
 
 CELL = 8  # the coarsest cell of a generator with 3 down-samplings
 

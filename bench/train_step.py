@@ -44,7 +44,7 @@ DEFAULT_ITERS = {(256, 128): (1, 5), (512, 256): (1, 4)}
 
 
 def available_configs() -> dict[str, list[str]]:
-    from options.parse import build_parser
+    from synth.options.parse import build_parser
 
     dests = {action.dest for action in build_parser(is_train=True)._actions}
     configs = dict(CONFIGS)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from data.datasets import LayoutDataset
-from data.preprocess import effective_label_nc, instance_boundaries, one_hot
-from data.registry import DATASETS
+from synth.data.datasets import LayoutDataset
+from synth.data.preprocess import effective_label_nc, instance_boundaries, one_hot
+from synth.data.registry import DATASETS
 
 
 def create_dataset(opt: Any) -> LayoutDataset:

@@ -34,12 +34,9 @@ Generation is deterministic: image ``i`` of a split uses its own ``numpy`` Gener
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from synth.errors import DataError, OptionError, SynthError
+from synth.core.errors import DataError, OptionError
 
 DEMO_LABEL_NC = 5
 DEMO_CLASS_NAMES = ("sky", "ground", "disc", "box", "triangle")
@@ -402,8 +399,8 @@ def _write_dataset(root: Path, config: DemoConfig) -> None:
     os.replace(tmp, root / METADATA_NAME)
 
 
-def _generate(root: str | Path, config: DemoConfig | None, overwrite: bool) -> tuple[Path, bool]:
-    """generate_demo_dataset's work; also says whether anything was written."""
+def write_demo_dataset(root: str | Path, config: DemoConfig | None, overwrite: bool) -> tuple[Path, bool]:
+    """Write the demo dataset like generate_demo_dataset; also say whether anything was written."""
     config = config or DemoConfig()
     config.validate()
     root = Path(root)
@@ -424,7 +421,7 @@ def generate_demo_dataset(root: str | Path, config: DemoConfig | None = None, ov
     Raises DataError if root holds other data and overwrite is False; overwrite replaces only the six image
     folders and metadata.json, never other files.
     """
-    return _generate(root, config, overwrite)[0]
+    return write_demo_dataset(root, config, overwrite)[0]
 
 
 def load_demo_metadata(root: str | Path) -> dict[str, Any]:
@@ -478,55 +475,8 @@ def measure_brightness(image: np.ndarray, mask: np.ndarray) -> float:
     return float(image.max(axis=2)[mask].mean() / 255.0)
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The synth-demo-data argument parser."""
-    d = DemoConfig()
-    p = argparse.ArgumentParser(prog="synth-demo-data", description="Write the procedural demo dataset "
-                                "(pix2pixHD folder layout, label_nc 5) in a few seconds, no download.")
-    p.add_argument("--out", required=True, help="folder to write into")
-    p.add_argument("--n_train", type=int, default=d.n_train)
-    p.add_argument("--n_test", type=int, default=d.n_test)
-    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=(d.width, d.height),
-                   help="image size, multiples of 16")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--stripe_tail", type=float, default=d.stripe_tail,
-                   help="stripe frequency ~ min + range * u**tail; share in bottom 30%% = 0.3**(1/tail)")
-    p.add_argument("--hue_spread", type=float, default=d.hue_spread, help="1 = uniform hue for every class")
-    p.add_argument("--brightness_min", type=float, default=d.brightness_min,
-                   help="objects' brightness in [min, 1]; 1 = fixed")
-    p.add_argument("--brightness_bottom_share", type=float, default=d.brightness_bottom_share,
-                   help="share of objects in the bottom 30%% of the brightness range (0.3 = uniform)")
-    p.add_argument("--overwrite", action="store_true", help="replace a demo dataset with another config")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point (synth-demo-data): 0 on success, 2 with one 'error: ...' line on a SynthError."""
-    args = _parser().parse_args(argv)
-    try:
-        config = DemoConfig(width=args.size[0], height=args.size[1], n_train=args.n_train, n_test=args.n_test,
-                            seed=args.seed, stripe_tail=args.stripe_tail, hue_spread=args.hue_spread,
-                            brightness_min=args.brightness_min,
-                            brightness_bottom_share=args.brightness_bottom_share)
-        start = time.perf_counter()
-        root, written = _generate(args.out, config, args.overwrite)
-    except SynthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if written:
-        print(f"wrote {config.n_train} train + {config.n_test} test demo images ({config.width}x{config.height}, "
-              f"label_nc {DEMO_LABEL_NC}) to {root} in {time.perf_counter() - start:.1f}s")
-    else:
-        print(f"{root} already holds this demo dataset ({config.n_train} train + {config.n_test} test); "
-              f"nothing written")
-    return 0
-
-
 __all__ = [
     "DEMO_CLASS_NAMES", "DEMO_LABEL_NC", "DemoConfig", "generate_demo_dataset", "instance_factors",
-    "hue_distance", "load_demo_metadata", "main", "measure_brightness", "measure_hue", "render_demo_sample",
+    "hue_distance", "load_demo_metadata", "measure_brightness", "measure_hue", "render_demo_sample",
     "sample_brightness", "sample_hue", "sample_stripe_freq", "stripe_bottom_share",
 ]
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,7 +10,7 @@ from os import PathLike
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from synth.errors import DataError
+from synth.core.errors import DataError
 
 # PIL modes whose pixels are already single-channel integer ids (P: palette indices are the ids).
 _ID_MODES = ("1", "L", "P", "I")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from synth.errors import OptionError
+from synth.core.errors import OptionError
 
 MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 

@@ -1,6 +1,6 @@
 """Networks, losses and the models that turn a batch into losses. Importing the package registers them all."""
 
-from models import (
+from synth.models import (
     ecgan_model,  # noqa: F401  (registers the ECGAN model)
     ghfeat_model,  # noqa: F401  (registers the GH-Feat models)
     modulated_model,  # noqa: F401  (registers the modulated model)

@@ -12,17 +12,17 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from data.preprocess import effective_label_nc
-from models.base_model import LayoutModel, StepOutput
-from models.losses import GANLoss, VGGLoss, feature_matching_loss
-from models.losses.contrastive import PixelContrastLoss, sample_pixels
-from models.losses.similarity import similarity_loss
-from models.networks import build_discriminator, build_encoder, build_generator, init_weights
-from models.networks.ecgan import ECGANGenerator, LabelGenerator, ProjectionHead, strip_image_head
-from models.networks.vgg import VGG19Features
-from models.pix2pixhd_model import Pix2PixHDModel, generator_input_channels, semantic_channels, uses_features
-from models.registry import MODELS
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.data.preprocess import effective_label_nc
+from synth.models.base_model import LayoutModel, StepOutput
+from synth.models.losses import GANLoss, VGGLoss, feature_matching_loss
+from synth.models.losses.contrastive import PixelContrastLoss, sample_pixels
+from synth.models.losses.similarity import similarity_loss
+from synth.models.networks import build_discriminator, build_encoder, build_generator, init_weights
+from synth.models.networks.ecgan import ECGANGenerator, LabelGenerator, ProjectionHead, strip_image_head
+from synth.models.networks.vgg import VGG19Features
+from synth.models.pix2pixhd_model import Pix2PixHDModel, generator_input_channels, semantic_channels, uses_features
+from synth.models.registry import MODELS
 
 Features = list[list[torch.Tensor]]
 

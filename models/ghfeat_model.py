@@ -19,18 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base_model import LayoutModel, StepOutput
-from models.losses import VGGLoss
-from models.losses.gan import _final_outputs
-from models.modulated_model import ModulatedModel, add_texture_option, check_modulated
-from models.networks import build_discriminator, build_generator, init_weights
-from models.networks.generator_modulated import Codes, ModulatedGenerator
-from models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
-from models.networks.segments import index_segments
-from models.networks.vgg import VGG19Features
-from models.pix2pixhd_model import semantic_channels
-from models.registry import MODELS
-from synth.errors import CheckpointError, OptionError
+from synth.core.errors import CheckpointError, OptionError
+from synth.models.base_model import LayoutModel, StepOutput
+from synth.models.losses import VGGLoss
+from synth.models.losses.gan import _final_outputs
+from synth.models.modulated_model import ModulatedModel, add_texture_option, check_modulated
+from synth.models.networks import build_discriminator, build_generator, init_weights
+from synth.models.networks.generator_modulated import Codes, ModulatedGenerator
+from synth.models.networks.hierarchical_encoder import HierarchicalEncoder, PooledCodeEncoder
+from synth.models.networks.segments import index_segments
+from synth.models.networks.vgg import VGG19Features
+from synth.models.pix2pixhd_model import semantic_channels
+from synth.models.registry import MODELS
 
 #: Flags copied from the generator's checkpoint (they fix G's and D's shapes); typing another value is an error.
 GENERATOR_KEYS = ("netG", "ngf", "n_downsample_global", "n_blocks_global", "norm", "label_nc",

@@ -18,16 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base_model import LayoutModel, StepOutput
-from models.losses import GANLoss, VGGLoss
-from models.networks import build_discriminator, build_generator, init_weights
-from models.networks.generator_modulated import Codes, ModulatedGenerator
-from models.networks.hierarchical_encoder import BandCodeEncoder
-from models.networks.segments import SegmentIndex, frequency_bands, index_segments
-from models.networks.vgg import VGG19Features
-from models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
-from models.registry import MODELS
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.models.base_model import LayoutModel, StepOutput
+from synth.models.losses import GANLoss, VGGLoss
+from synth.models.networks import build_discriminator, build_generator, init_weights
+from synth.models.networks.generator_modulated import Codes, ModulatedGenerator
+from synth.models.networks.hierarchical_encoder import BandCodeEncoder
+from synth.models.networks.segments import SegmentIndex, frequency_bands, index_segments
+from synth.models.networks.vgg import VGG19Features
+from synth.models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
+from synth.models.registry import MODELS
 
 
 def check_modulated(opt: argparse.Namespace) -> None:

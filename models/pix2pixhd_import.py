@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.networks.blocks import ResnetBlock
-from models.networks.discriminator import MultiscaleDiscriminator
-from models.networks.generator_global import GlobalGenerator
-from models.networks.generator_local import LocalEnhancer
-from synth.errors import CheckpointError
+from synth.core.errors import CheckpointError
+from synth.models.networks.blocks import ResnetBlock
+from synth.models.networks.discriminator import MultiscaleDiscriminator
+from synth.models.networks.generator_global import GlobalGenerator
+from synth.models.networks.generator_local import LocalEnhancer
 
 _GENERATOR_KEY = re.compile(r"^(?P<group>model(?:\d+_[12])?)\.(?P<index>\d+)\.(?P<rest>.+)$")
 _D_INTERM_KEY = re.compile(r"^scale(?P<scale>\d+)_layer(?P<stage>\d+)\.(?P<rest>.+)$")

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from data.preprocess import effective_label_nc, instance_boundaries, one_hot
-from models.base_model import LayoutModel, StepOutput
-from models.losses import GANLoss, VGGLoss, feature_matching_loss
-from models.networks import build_discriminator, build_encoder, build_generator
-from models.networks.vgg import VGG19Features
-from models.registry import MODELS
+from synth.data.preprocess import effective_label_nc, instance_boundaries, one_hot
+from synth.models.base_model import LayoutModel, StepOutput
+from synth.models.losses import GANLoss, VGGLoss, feature_matching_loss
+from synth.models.networks import build_discriminator, build_encoder, build_generator
+from synth.models.networks.vgg import VGG19Features
+from synth.models.registry import MODELS
 
 Features = list[list[torch.Tensor]]
 

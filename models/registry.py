@@ -1,6 +1,6 @@
 """The model layer's registries: networks and whole models are picked by name from these tables."""
 
-from synth.registry import Registry
+from synth.core.registry import Registry
 
 GENERATORS = Registry("generator (--netG)")
 DISCRIMINATORS = Registry("discriminator (--netD)")

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.base_model import StepOutput
-from models.ghfeat_model import GENERATOR_KEYS, adopt_generator_options, load_generator_checkpoint
-from models.modulated_model import ModulatedModel
-from models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl
-from models.networks.generator_modulated import Codes
-from models.networks.instance_pool import MAX_SEGMENT_ID
-from models.networks.segments import SegmentIndex, index_segments
-from models.networks.vgg import VGG19Features
-from models.registry import MODELS
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.models.base_model import StepOutput
+from synth.models.ghfeat_model import GENERATOR_KEYS, adopt_generator_options, load_generator_checkpoint
+from synth.models.modulated_model import ModulatedModel
+from synth.models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl
+from synth.models.networks.generator_modulated import Codes
+from synth.models.networks.instance_pool import MAX_SEGMENT_ID
+from synth.models.networks.segments import SegmentIndex, index_segments
+from synth.models.networks.vgg import VGG19Features
+from synth.models.registry import MODELS
 
 #: Flags taken from the pretrained checkpoint besides G's and D's: the encoder is loaded as well.
 PRETRAINED_KEYS = (*GENERATOR_KEYS, "feat_num", "nef", "n_downsample_E")
@@ -118,7 +118,7 @@ class SelfConditionedModel(ModulatedModel):
 
     def sample_weights(self, dataset) -> np.ndarray | None:
         """Image weights equal to drawing a labelled instance with uniform label bins and loading its image."""
-        from synth.attributes import image_weights, instance_weights
+        from synth.models.attributes import image_weights, instance_weights
 
         if self.opt.no_sc_rebalance:
             return None
@@ -176,7 +176,7 @@ class SelfConditionedModel(ModulatedModel):
 
 
 def _load_labels(opt: argparse.Namespace):
-    from synth.attributes import PseudoLabels
+    from synth.models.attributes import PseudoLabels
 
     if not opt.sc_labels:
         raise OptionError("--model selfcond needs --sc_labels (a pseudo-label file from synth-selfcond label)")

@@ -1,7 +1,7 @@
 """Command-line flags (pix2pixHD's names), YAML config layering and the saved ``opt.yaml``."""
 
-from options.flags import ARCHITECTURE_KEYS
-from options.parse import (
+from synth.options.flags import ARCHITECTURE_KEYS
+from synth.options.parse import (
     options_to_dict,
     parse_test_options,
     parse_train_options,

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from options.flags import add_base_options, add_test_options, add_train_options
-from synth.atomic import atomic_write_text
-from synth.errors import OptionError
+from synth.core.atomic import atomic_write_text
+from synth.core.errors import OptionError
+from synth.options.flags import add_base_options, add_test_options, add_train_options
 
 #: Keys that are derived here (or only point at a config file) and are not saved with the options.
 DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config")
@@ -93,8 +93,8 @@ def add_model_options(parser: argparse.ArgumentParser, argv: list[str], is_train
             name = data.get("model", name) if isinstance(data, dict) else name
         except (OSError, yaml.YAMLError):
             pass  # reported with a clear message when the config is read for real
-    import models  # noqa: F401  (fills the registry)
-    from models.registry import MODELS
+    import synth.models  # noqa: F401  (fills the registry)
+    from synth.models.registry import MODELS
 
     hook = getattr(MODELS.get(name), "add_options", None)
     if hook is not None:

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from options.flags import ARCHITECTURE_KEYS
-from synth.atomic import atomic_write_bytes
-from synth.errors import CheckpointError, OptionError
+from synth.core.atomic import atomic_write_bytes
+from synth.core.errors import CheckpointError, OptionError
+from synth.options.flags import ARCHITECTURE_KEYS
 
 FORMAT = "synth-checkpoint-v1"
 
@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def merge_architecture(opt: argparse.Namespace, saved: dict[str, Any], path: Path) -> None:
     """Take the architecture flags from the checkpoint (pix2pixHD's and the model's own ``architecture_keys``);
     a flag the user typed that contradicts it is an error."""
-    from models.registry import MODELS
+    from synth.models.registry import MODELS
 
     model_keys = tuple(getattr(MODELS.get(saved.get("model", opt.model)), "architecture_keys", ()))
     for key in ARCHITECTURE_KEYS + model_keys:

@@ -3,24 +3,21 @@ instance's class, or give every instance of a class one cluster; regenerate and 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from data.io import read_image, read_instance, read_label
-from models.pix2pixhd_model import Pix2PixHDModel
-from synth.errors import DataError, OptionError
+from synth.core.errors import DataError, OptionError
+from synth.data.io import read_image, read_instance, read_label
 from synth.features import (
     FeatureClusters,
     paint_features,
-    parse_pairs,
     sample_segment_features,
     segment_classes,
 )
+from synth.models.pix2pixhd_model import Pix2PixHDModel
 from synth.visualize import colorize_label, save_png, tensor_to_image
 
 
@@ -156,41 +153,3 @@ def save_edit(out_dir: Path, layout: Layout, edited: Layout, before: np.ndarray,
         [colorize_label(layout.label, label_nc), before, colorize_label(edited.label, label_nc), after], axis=1
     )
     return save_png(out_dir / f"{layout.name}_side_by_side.png", strip)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``synth-edit --name NAME --label L.png --inst I.png [--image R.png] [--set_cluster ID:K] [--set_class ID:C]
-    [--class_cluster C:K] [--out DIR]``."""
-    from synth.cli import run_cli
-
-    parser = argparse.ArgumentParser(prog="synth-edit", add_help=False)
-    parser.add_argument("--label", required=True)
-    parser.add_argument("--inst", default=None)
-    parser.add_argument("--image", default=None)
-    parser.add_argument("--set_cluster", nargs="*", default=[], help="INSTANCE:CLUSTER")
-    parser.add_argument("--set_class", nargs="*", default=[], help="INSTANCE:CLASS")
-    parser.add_argument("--class_cluster", nargs="*", default=[], help="CLASS:CLUSTER")
-    parser.add_argument("--out", default=None, help="output folder (default results/NAME/edits)")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        from options import parse_test_options
-        from synth.features import default_cluster_path
-        from synth.inference import load_generator
-
-        opt = parse_test_options(rest)
-        model = load_generator(opt)
-        clusters = FeatureClusters.load(opt.cluster_path or default_cluster_path(opt))
-        request = EditRequest(
-            parse_pairs(args.set_cluster, "--set_cluster"), parse_pairs(args.set_class, "--set_class"),
-            parse_pairs(args.class_cluster, "--class_cluster"),
-        )
-        editor = InstanceEditor(model, clusters, opt.seed)
-        layout = editor.load_layout(args.label, args.inst, args.image)
-        before, after, edited = editor.edit(layout, request)
-        out_dir = Path(args.out) if args.out else Path(opt.results_dir) / opt.name / "edits"
-        path = save_edit(out_dir, layout, edited, before, after, opt.label_nc)
-        print(f"wrote {path}")
-        return 0
-
-    return run_cli(body)

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from synth.atomic import atomic_write_bytes
-from synth.errors import OptionError, SynthError
+from synth.core.atomic import atomic_write_bytes
+from synth.core.errors import OptionError, SynthError
 
 INPUT_NAME = "semantics"
 OUTPUT_NAME = "image"
@@ -201,7 +200,7 @@ def describe_io(path: str | Path) -> list[str]:
 
 def channel_layout(opt: argparse.Namespace, channels: int) -> str:
     """What the input channels are, in order, for the options of a pix2pixHD-style run."""
-    from data.preprocess import effective_label_nc
+    from synth.data.preprocess import effective_label_nc
 
     parts = []
     if opt.label_nc:
@@ -217,72 +216,3 @@ def channel_layout(opt: argparse.Namespace, channels: int) -> str:
     if channels > used:
         parts.append(f"{channels - used} feature")
     return " + ".join(parts)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise OptionError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The export flags; every other flag (``--name``, ``--checkpoints_dir``, ``--which_epoch``...) is synth-test's."""
-    parser = _Parser(
-        prog="synth-export-onnx",
-        allow_abbrev=False,
-        description="Export the generator of checkpoints/NAME/<which_epoch>.pt to ONNX.",
-        epilog="Other flags are synth-test's: --name NAME [--checkpoints_dir DIR] [--which_epoch latest|N] ...",
-    )
-    parser.add_argument("--output", default=None, help="ONNX file (default: checkpoints/NAME/generator_<epoch>.onnx)")
-    parser.add_argument("--height", type=int, default=None, help="example height, a multiple of the stride")
-    parser.add_argument("--width", type=int, default=None, help="example width, a multiple of the stride")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17; 18 with --dynamo)")
-    parser.add_argument("--static", action="store_true", help="fix batch (--batchSize), height and width")
-    parser.add_argument("--dynamo", action="store_true", help="use torch's torch.export-based exporter")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``synth-export-onnx``: export a checkpoint's generator; prints the file and its input and output."""
-    from synth.cli import run_cli
-
-    def body() -> int:
-        from options import parse_test_options
-        from synth.checkpoint import run_dir
-        from synth.inference import load_generator
-
-        args, rest = build_parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
-        if args.static and (args.height is None or args.width is None):
-            raise OptionError("--static needs --height and --width")
-        if not any(tok.split("=")[0] in ("--device", "--gpu_ids") for tok in rest):
-            rest += ["--device", "cpu"]  # export on the CPU unless asked otherwise: same graph, no GPU needed
-        opt = parse_test_options(rest)
-        model = load_generator(opt)
-        multiple = size_multiple(model)
-        output = Path(args.output) if args.output else run_dir(opt) / f"generator_{opt.which_epoch}.onnx"
-        opset = args.opset if args.opset is not None else (DYNAMO_MIN_OPSET if args.dynamo else 17)
-        meta = {key: str(getattr(opt, key)) for key in METADATA_KEYS}
-        default = 4 * multiple
-        path = export_generator_onnx(
-            model,
-            output,
-            default if args.height is None else args.height,
-            default if args.width is None else args.width,
-            opset=opset,
-            dynamic=not args.static,
-            batch_size=opt.batchSize if args.static else 1,
-            dynamo=args.dynamo,
-            metadata=meta,
-        )
-        print(f"wrote {path}")
-        for line in describe_io(path):
-            print(f"  {line}")
-        print(f"  channels of {INPUT_NAME}: {channel_layout(opt, input_channels(model))}")
-        if not args.static:
-            print(f"  height and width must be multiples of {multiple}")
-        return 0
-
-    return run_cli(body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

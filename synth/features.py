@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,12 @@ from sklearn.cluster import KMeans
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data import create_dataset, one_hot
-from models.networks.instance_pool import segment_sums
-from models.pix2pixhd_model import Pix2PixHDModel, generator_size_multiple
-from synth.atomic import atomic_write_bytes
 from synth.checkpoint import run_dir
-from synth.errors import OptionError, SynthError
+from synth.core.atomic import atomic_write_bytes
+from synth.core.errors import OptionError, SynthError
+from synth.data import one_hot
+from synth.models.networks.instance_pool import segment_sums
+from synth.models.pix2pixhd_model import Pix2PixHDModel
 
 #: pix2pixHD clusters only instances larger than 1/64 of the image (its ``num > h*w/32 * 0.5`` rule).
 DEFAULT_MIN_AREA_FRACTION = 1 / 64
@@ -181,35 +180,3 @@ def fit_clusters(features: Mapping[int, np.ndarray], n_clusters: int, seed: int)
         kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(values)
         centers[label] = kmeans.cluster_centers_.astype(np.float32)
     return FeatureClusters(feat_num, centers)
-
-
-def encode_features_main(argv: list[str] | None = None) -> int:
-    """``synth-encode-features --name NAME``: encode the training set with E, cluster per class, save the npz."""
-    from synth.cli import run_cli
-
-    parser = argparse.ArgumentParser(prog="synth-encode-features", add_help=False)
-    parser.add_argument("--min_area_fraction", type=float, default=DEFAULT_MIN_AREA_FRACTION)
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        from options import parse_test_options
-        from synth.inference import load_generator
-
-        opt = parse_test_options(["--phase", "train", *rest])
-        model = load_generator(opt)
-        if not model.use_features:
-            raise OptionError(f"{opt.name}: this model was trained without --instance_feat / --label_feat")
-        opt.size_multiple = generator_size_multiple(opt)
-        dataset = create_dataset(opt)
-        if not dataset.has_images:
-            raise OptionError(f"{opt.dataroot}: encoding features needs the real images of phase '{opt.phase}'")
-        loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
-        features = collect_instance_features(model, loader, args.min_area_fraction, not opt.no_progress)
-        clusters = fit_clusters(features, opt.n_clusters, opt.seed)
-        path = clusters.save(Path(opt.cluster_path) if opt.cluster_path else default_cluster_path(opt))
-        counts = ", ".join(f"{c}: {len(v)}" for c, v in sorted(clusters.centers.items()))
-        print(f"wrote {path} (clusters per class: {counts})")
-        return 0
-
-    return run_cli(body)
-

@@ -8,21 +8,19 @@ resolution). An instance's vector for a group is its codes of that group's layer
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 
-from models.networks.fourier_texture import amplitudes
-from models.networks.generator_modulated import GROUPS, Codes
-from models.networks.segments import SegmentIndex, index_segments
-from synth.atomic import atomic_write_bytes
-from synth.errors import OptionError
+from synth.core.atomic import atomic_write_bytes
+from synth.core.errors import OptionError
+from synth.models.networks.fourier_texture import amplitudes
+from synth.models.networks.generator_modulated import GROUPS, Codes
+from synth.models.networks.segments import SegmentIndex, index_segments
 
 DEFAULT_MIN_AREA_FRACTION = 1 / 64
 
@@ -263,142 +261,3 @@ def highlighted(batch: dict, instance: int, dim: float = 0.3) -> np.ndarray:
     image = tensor_to_image(batch["image"][0]).astype(np.float32)
     inside = (batch["inst"][0, 0] == instance).numpy()[..., None]
     return np.where(inside, image, image * dim).round().astype(np.uint8)
-
-
-# ----- command line --------------------------------------------------------------------------------------------
-
-def load_run(rest: list[str], needs: str, kinds: str):
-    """(model, options) of ``--name`` from test flags ``rest``; OptionError unless the model has method ``needs``
-    (``kinds`` names the models that do, for the message)."""
-    from options import parse_test_options
-    from synth.inference import load_generator
-
-    opt = parse_test_options(rest)
-    model = load_generator(opt)
-    if not hasattr(model, needs):
-        raise OptionError(f"{opt.name}: not a {kinds} run (--model {opt.model})")
-    return model, opt
-
-
-def _dataset(opt: argparse.Namespace, phase: str):
-    from data import create_dataset
-    from models.pix2pixhd_model import generator_size_multiple
-
-    opt.phase = phase
-    opt.size_multiple = generator_size_multiple(opt)
-    dataset = create_dataset(opt)
-    if not dataset.has_images:
-        raise OptionError(f"{opt.dataroot}: phase '{phase}' has no real images to encode")
-    return dataset
-
-
-def _sample(dataset, key: str) -> dict:
-    """The one-image batch of the sample named ``key``."""
-    keys = [s.key for s in dataset.samples]
-    if key not in keys:
-        raise OptionError(f"no sample '{key}' (e.g. {', '.join(keys[:3])})")
-    return default_collate([dataset[keys.index(key)]])
-
-
-def _codes_of(model, opt, dataset, min_area: float) -> InstanceCodes:
-    loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
-    return collect_codes(model, loader, min_area, not opt.no_progress)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``synth-ghfeat {reconstruct,mix,cluster,retrieve,probe,harmonise} --name NAME ...`` (see docs/ghfeat.md)."""
-    from synth.cli import run_cli
-    from synth.visualize import save_png, tensor_to_image
-
-    parser = argparse.ArgumentParser(prog="synth-ghfeat", add_help=False)
-    parser.add_argument("command", choices=("reconstruct", "mix", "cluster", "retrieve", "probe", "harmonise"))
-    parser.add_argument("--out", default=None, help="output folder (default results/NAME/ghfeat)")
-    parser.add_argument("--split", default="test", help="split to reconstruct, mix, query or probe on")
-    parser.add_argument("--recipient", default=None, help="sample key (mix, harmonise)")
-    parser.add_argument("--donor", default=None, help="sample key (mix, harmonise)")
-    parser.add_argument("--recipient_instance", type=int, default=None)
-    parser.add_argument("--donor_instance", type=int, default=None)
-    parser.add_argument("--group", default="coarse", choices=GROUPS)
-    parser.add_argument("--k", type=int, default=5, help="neighbours to retrieve")
-    parser.add_argument("--query", default=None, help="KEY:INSTANCE to retrieve neighbours of")
-    parser.add_argument("--min_area_fraction", type=float, default=DEFAULT_MIN_AREA_FRACTION)
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        model, opt = load_run(rest, "reconstruct", "GH-Feat (--model ghfeat or ghfeat_baseline)")
-        out_dir = Path(args.out) if args.out else Path(opt.results_dir) / opt.name / "ghfeat"
-        if args.command == "reconstruct":
-            dataset = _dataset(opt, args.split)
-            loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
-            total, count = 0.0, 0
-            for batch in loader:
-                enc = encode(model, batch)
-                fake = decode(model, enc)
-                total += float(((fake - enc.real) ** 2).mean(dim=(1, 2, 3)).sum())
-                count += fake.shape[0]
-                for i, key in enumerate(batch["key"]):
-                    if count - fake.shape[0] + i < opt.how_many:
-                        strip = np.concatenate([tensor_to_image(enc.real[i]), tensor_to_image(fake[i])], axis=1)
-                        save_png(out_dir / f"{key}_reconstruction.png", strip)
-            print(f"reconstruction MSE over {count} {args.split} images: {total / max(count, 1):.5f} "
-                  f"(images in {out_dir})")
-        elif args.command in ("mix", "harmonise"):
-            if not (args.recipient and args.donor):
-                raise OptionError(f"{args.command} needs --recipient KEY and --donor KEY")
-            dataset = _dataset(opt, args.split)
-            rec, don = _sample(dataset, args.recipient), _sample(dataset, args.donor)
-            if args.command == "mix":
-                image = style_mix(model, rec, don, args.group, args.recipient_instance, args.donor_instance)
-                name = f"{args.recipient}_{args.group}_from_{args.donor}.png"
-                row = [rec["image"][0], don["image"][0], image[0].cpu()]
-            else:
-                if args.donor_instance is None:
-                    raise OptionError("harmonise needs --donor_instance (the object pasted from the donor)")
-                mask = (don["inst"] == args.donor_instance)
-                composite, image = harmonise(model, {**rec, "inst": torch.where(mask, don["inst"], rec["inst"]),
-                                                     "label": torch.where(mask, don["label"], rec["label"])},
-                                             don["image"], mask)
-                name = f"{args.recipient}_harmonised_{args.donor}_{args.donor_instance}.png"
-                row = [rec["image"][0], composite[0].cpu(), image[0].cpu()]
-            path = save_png(out_dir / name, np.concatenate([tensor_to_image(x) for x in row], axis=1))
-            print(f"wrote {path}")
-        elif args.command == "cluster":
-            codes = _codes_of(model, opt, _dataset(opt, "train"), args.min_area_fraction)
-            clusters = cluster_codes(codes, opt.n_clusters, opt.seed)
-            from synth.checkpoint import run_dir
-
-            path = save_clusters(run_dir(opt) / f"ghfeat_clusters_{opt.n_clusters:03d}.npz", clusters)
-            print(f"wrote {path} ({len(codes.ids)} instances, groups: {', '.join(clusters)})")
-        elif args.command == "retrieve":
-            if not args.query or ":" not in args.query:
-                raise OptionError("retrieve needs --query KEY:INSTANCE (an instance of --split)")
-            key, inst = args.query.rsplit(":", 1)
-            gallery_set, query_set = _dataset(opt, "train"), _dataset(opt, args.split)
-            gallery = _codes_of(model, opt, gallery_set, args.min_area_fraction)
-            queries = _codes_of(model, opt, query_set, 0.0)
-            rows = [i for i, (k, v) in enumerate(zip(queries.keys, queries.ids, strict=True))
-                    if k == key and v == int(inst)]
-            if not rows:
-                raise OptionError(f"instance {inst} of '{key}' not found in split '{args.split}'")
-            groups = [args.group] if "--group" in (argv or sys.argv) else None
-            found = retrieve(queries.vectors(groups)[rows], gallery.vectors(groups), args.k)[0]
-            for rank, row in enumerate(found, 1):
-                print(f"{rank}. {gallery.keys[row]}:{gallery.ids[row]} (class {gallery.classes[row]})")
-            tiles = [highlighted(_sample(query_set, key), int(inst))]
-            tiles += [highlighted(_sample(gallery_set, gallery.keys[row]), int(gallery.ids[row])) for row in found]
-            path = save_png(out_dir / f"{key}_{inst}_retrieval.png", np.concatenate(tiles, axis=1))
-            print(f"wrote {path} (query | neighbours, other instances dimmed)")
-        elif args.command == "probe":
-            train = _codes_of(model, opt, _dataset(opt, "train"), args.min_area_fraction)
-            test = _codes_of(model, opt, _dataset(opt, args.split), args.min_area_fraction)
-            for group in [*train.groups, "all"]:
-                chosen = None if group == "all" else [group]
-                accuracy = linear_probe(train.vectors(chosen), train.classes, test.vectors(chosen), test.classes)
-                print(f"linear probe (class) on {group} codes: {accuracy:.3f}")
-        return 0
-
-    return run_cli(body)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

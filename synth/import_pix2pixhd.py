@@ -8,12 +8,16 @@ from pathlib import Path
 
 import torch
 
-from models.networks import build_discriminator
-from models.pix2pixhd_import import convert_pix2pixhd_discriminator, convert_pix2pixhd_generator, load_pix2pixhd_file
-from models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
-from options import options_to_dict
 from synth.checkpoint import checkpoint_path, save_checkpoint
-from synth.errors import CheckpointError
+from synth.core.errors import CheckpointError
+from synth.models.networks import build_discriminator
+from synth.models.pix2pixhd_import import (
+    convert_pix2pixhd_discriminator,
+    convert_pix2pixhd_generator,
+    load_pix2pixhd_file,
+)
+from synth.models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
+from synth.options import options_to_dict
 
 
 def import_pix2pixhd_run(pix2pixhd_dir: str | Path, which_epoch: str, opt: argparse.Namespace) -> Path:
@@ -31,28 +35,3 @@ def import_pix2pixhd_run(pix2pixhd_dir: str | Path, which_epoch: str, opt: argpa
             netD = build_discriminator(opt, semantic_channels(opt) + opt.output_nc)
         nets["D"] = convert_pix2pixhd_discriminator(load_pix2pixhd_file(d_file), netD)
     return save_checkpoint(checkpoint_path(opt, "latest"), {"options": options_to_dict(opt), "nets": nets})
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``synth-import-pix2pixhd --pix2pixhd_dir DIR --name NAME [pix2pixHD's architecture flags]``."""
-    import sys
-
-    from synth.cli import run_cli
-
-    parser = argparse.ArgumentParser(prog="synth-import-pix2pixhd", description=import_pix2pixhd_run.__doc__)
-    parser.add_argument("--pix2pixhd_dir", required=True, help="pix2pixHD's checkpoints/NAME folder")
-    parser.add_argument("--pix2pixhd_epoch", default="latest", help="which pix2pixHD epoch files to read")
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        from options import parse_train_options
-
-        path = import_pix2pixhd_run(args.pix2pixhd_dir, args.pix2pixhd_epoch, parse_train_options(rest))
-        print(f"wrote {path}")
-        return 0
-
-    return run_cli(body)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,13 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import models  # noqa: F401  (registers networks and models)
-from data import create_dataset
-from models.base_model import LayoutModel
-from models.pix2pixhd_model import generator_size_multiple
-from models.registry import MODELS
+import synth.models  # noqa: F401  (registers networks and models)
 from synth.checkpoint import checkpoint_path, load_checkpoint, load_net_state, merge_architecture
-from synth.errors import CheckpointError, OptionError
+from synth.core.errors import CheckpointError, OptionError
+from synth.data import create_dataset
 from synth.features import (
     FeatureClusters,
     check_cluster_choices,
@@ -27,6 +24,9 @@ from synth.features import (
     parse_pairs,
 )
 from synth.logger import visuals_of
+from synth.models.base_model import LayoutModel
+from synth.models.pix2pixhd_model import generator_size_multiple
+from synth.models.registry import MODELS
 from synth.runtime import autocast, prepare_networks
 from synth.visualize import save_png, write_html_page
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.base_model import StepOutput
+from synth.models.base_model import StepOutput
 from synth.visualize import colorize_label, save_png, tensor_to_image, write_html_page
 
 WEB_PAGE_ENTRIES = 30
@@ -132,7 +132,7 @@ def _start_wandb(opt: argparse.Namespace, run_dir: Path) -> Any:
     """wandb run in ``--wandb_mode`` (offline by default; the WANDB_MODE environment variable wins)."""
     import wandb
 
-    from options import options_to_dict
+    from synth.options import options_to_dict
 
     run_dir.mkdir(parents=True, exist_ok=True)
     return wandb.init(

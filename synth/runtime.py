@@ -7,7 +7,7 @@ import contextlib
 
 import torch
 
-from models.base_model import LayoutModel
+from synth.models.base_model import LayoutModel
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

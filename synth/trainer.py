@@ -16,12 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-import models  # noqa: F401  (registers networks and models)
-from data import create_dataset
-from models.base_model import StepOutput
-from models.pix2pixhd_model import generator_size_multiple
-from models.registry import MODELS
-from options import options_to_dict, save_options
+import synth.models  # noqa: F401  (registers networks and models)
 from synth.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -32,9 +27,14 @@ from synth.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from synth.core.errors import CheckpointError, OptionError
+from synth.data import create_dataset
 from synth.distributed import init_distributed, shutdown_distributed, wrap_ddp
-from synth.errors import CheckpointError, OptionError
 from synth.logger import NullLogger, RunLogger
+from synth.models.base_model import StepOutput
+from synth.models.pix2pixhd_model import generator_size_multiple
+from synth.models.registry import MODELS
+from synth.options import options_to_dict, save_options
 from synth.runtime import autocast, prepare_networks
 
 
@@ -161,7 +161,7 @@ class Trainer:
             return
         self.sampler.weights = torch.as_tensor(weights, dtype=torch.float64)
         if self.dist.is_main:
-            from synth.attributes import resample_report
+            from synth.models.attributes import resample_report
 
             print(f"resampling: {resample_report(np.array(self.sampler.order()))} in epoch 1", flush=True)
 

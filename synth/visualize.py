@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from synth.atomic import atomic_write_bytes, atomic_write_text
+from synth.core.atomic import atomic_write_bytes, atomic_write_text
 
 CITYSCAPES_LABEL_NC = 35
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from data.demo import DemoConfig, generate_demo_dataset
+from synth.data.demo import DemoConfig, generate_demo_dataset
 
 SHARED_CITYSCAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityscapes_samples"
 

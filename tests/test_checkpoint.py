@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from synth.atomic import atomic_write
 from synth.checkpoint import load_checkpoint, load_net_state, merge_architecture, save_checkpoint
-from synth.errors import CheckpointError, OptionError
+from synth.core.atomic import atomic_write
+from synth.core.errors import CheckpointError, OptionError
 
 
 def test_round_trip(tmp_path):

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from synth.checkpoint import load_checkpoint, save_checkpoint
-from synth.cli import test_main as synth_test
-from synth.cli import train_main as synth_train
+from synth.commands.test import main as synth_test
+from synth.commands.train import main as synth_train
 from tests.conftest import SHARED_CITYSCAPES, tiny_flags
 
 pytestmark = pytest.mark.slow

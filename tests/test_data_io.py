@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data.io import read_image, read_instance, read_label
-from synth.errors import DataError
+from synth.core.errors import DataError
+from synth.data.io import read_image, read_instance, read_label
 
 
 def _save(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:

@@ -2,7 +2,7 @@
 
 import torch
 
-from data import effective_label_nc, instance_boundaries, one_hot
+from synth.data import effective_label_nc, instance_boundaries, one_hot
 
 
 def test_one_hot_values_and_shape():

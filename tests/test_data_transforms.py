@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from data.transforms import TransformParams, apply_to_image, apply_to_label, choose_params
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.data.transforms import TransformParams, apply_to_image, apply_to_label, choose_params
 
 
 def make_opt(**kw):

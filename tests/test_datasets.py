@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from data import create_dataset, instance_boundaries
-from data.datasets.base import LayoutDataset, Sample
-from synth.errors import DataError, OptionError
+from synth.core.errors import DataError, OptionError
+from synth.data import create_dataset, instance_boundaries
+from synth.data.datasets.base import LayoutDataset, Sample
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/cityscapes_samples"
 W, H = 64, 32

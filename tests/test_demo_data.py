@@ -10,19 +10,19 @@ import cv2
 import numpy as np
 import pytest
 
-from data.demo import (
+from synth.commands.demo_data import main
+from synth.core.errors import DataError, OptionError
+from synth.data.demo import (
     DEMO_CLASS_NAMES,
     DEMO_LABEL_NC,
     DemoConfig,
     generate_demo_dataset,
     instance_factors,
     load_demo_metadata,
-    main,
     sample_hue,
     sample_stripe_freq,
     stripe_bottom_share,
 )
-from synth.errors import DataError, OptionError
 
 SMALL = DemoConfig(width=64, height=64, n_train=6, n_test=2, seed=0)
 KINDS = ("label", "inst", "img")

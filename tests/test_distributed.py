@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from options import parse_train_options
 from synth.checkpoint import load_checkpoint
+from synth.options import parse_train_options
 from synth.trainer import EpochSampler, Trainer
 from tests.conftest import tiny_flags
 

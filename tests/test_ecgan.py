@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from models.ecgan_model import ECGANModel
-from models.losses.contrastive import PixelContrastLoss, pixel_contrast_loss, sample_pixels
-from models.losses.similarity import similarity_loss
-from options import parse_test_options, parse_train_options
+from synth.models.ecgan_model import ECGANModel
+from synth.models.losses.contrastive import PixelContrastLoss, pixel_contrast_loss, sample_pixels
+from synth.models.losses.similarity import similarity_loss
+from synth.options import parse_test_options, parse_train_options
 from synth.trainer import Trainer
 from tests.conftest import tiny_flags
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from data import create_dataset
-from data.edges import canny_edges, edge_tensor
-from options import parse_train_options
+from synth.data import create_dataset
+from synth.data.edges import canny_edges, edge_tensor
+from synth.options import parse_train_options
 from tests.conftest import tiny_flags
 
 

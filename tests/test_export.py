@@ -11,11 +11,12 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from data.preprocess import instance_boundaries, one_hot  # noqa: E402
-from options import parse_test_options, parse_train_options  # noqa: E402
-from synth.errors import OptionError  # noqa: E402
-from synth.export import export_generator_onnx, main  # noqa: E402
+from synth.commands.export_onnx import main  # noqa: E402
+from synth.core.errors import OptionError  # noqa: E402
+from synth.data.preprocess import instance_boundaries, one_hot  # noqa: E402
+from synth.export import export_generator_onnx  # noqa: E402
 from synth.inference import load_generator  # noqa: E402
+from synth.options import parse_test_options, parse_train_options  # noqa: E402
 from synth.trainer import Trainer  # noqa: E402
 from tests.conftest import tiny_flags  # noqa: E402
 

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from models.networks import fourier_texture as ft
-from models.networks.fourier_texture import FourierBank, FourierTextureLayer, amplitudes, fourier_coefficients
-from models.networks.generator_modulated import ModulatedGenerator
-from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder
-from models.networks.segments import frequency_bands, index_segments, pool_instances
+from synth.models.networks import fourier_texture as ft
+from synth.models.networks.fourier_texture import FourierBank, FourierTextureLayer, amplitudes, fourier_coefficients
+from synth.models.networks.generator_modulated import ModulatedGenerator
+from synth.models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder
+from synth.models.networks.segments import frequency_bands, index_segments, pool_instances
 
 SIZE = 48
 

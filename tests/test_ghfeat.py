@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.ghfeat_model import GHFeatModel
-from models.networks.generator_modulated import ModulatedGenerator, instance_weights, layer_group
-from models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, PooledCodeEncoder
-from models.networks.segments import index_segments, paint, pool_instances
-from options import parse_test_options, parse_train_options
 from synth import ghfeat as gf
-from synth.errors import OptionError
+from synth.commands.ghfeat import main as ghfeat_main
+from synth.core.errors import OptionError
 from synth.inference import load_generator
+from synth.models.ghfeat_model import GHFeatModel
+from synth.models.networks.generator_modulated import ModulatedGenerator, instance_weights, layer_group
+from synth.models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, PooledCodeEncoder
+from synth.models.networks.segments import index_segments, paint, pool_instances
+from synth.options import parse_test_options, parse_train_options
 from synth.trainer import Trainer
 from tests.conftest import tiny_flags, unique_calls
 
@@ -175,7 +176,7 @@ def test_modulated_terms_l1_and_band_control(tiny_runs):
     its donor's mean colour (a swapped coarse vector) and its own fine band, the fine one for its own colour."""
     import torch.nn.functional as F
 
-    from models.networks.segments import frequency_bands
+    from synth.models.networks.segments import frequency_bands
 
     root, ck = tiny_runs
     trainer = Trainer(parse_train_options(tiny_flags(root, ck, "terms") + ["--model", "modulated",
@@ -248,8 +249,8 @@ def _trained(root, ck, name: str, model: str) -> None:
 
 @pytest.mark.parametrize("model_name", ["ghfeat", "ghfeat_baseline"])
 def test_eval_mode_is_deterministic(tiny_runs, model_name):
-    from data import create_dataset
-    from models.pix2pixhd_model import generator_size_multiple
+    from synth.data import create_dataset
+    from synth.models.pix2pixhd_model import generator_size_multiple
 
     root, ck = tiny_runs
     _trained(root, ck, model_name, model_name)
@@ -272,12 +273,12 @@ def test_command_line(tiny_runs, tmp_path):
     _trained(root, ck, "cli", "ghfeat")
     flags = ["--name", "cli", "--checkpoints_dir", str(ck), "--device", "cpu", "--nThreads", "0", "--no_progress",
              "--results_dir", str(tmp_path)]
-    assert gf.main(["reconstruct", *flags]) == 0
+    assert ghfeat_main(["reconstruct", *flags]) == 0
     assert list((tmp_path / "cli" / "ghfeat").glob("*_reconstruction.png"))
-    assert gf.main(["cluster", *flags, "--n_clusters", "2"]) == 0
+    assert ghfeat_main(["cluster", *flags, "--n_clusters", "2"]) == 0
     assert (ck / "cli" / "ghfeat_clusters_002.npz").is_file()
-    assert gf.main(["probe", *flags]) == 0
-    assert gf.main(["retrieve", *flags, "--query", "demo_00000:1", "--k", "3"]) == 0
+    assert ghfeat_main(["probe", *flags]) == 0
+    assert ghfeat_main(["retrieve", *flags, "--query", "demo_00000:1", "--k", "3"]) == 0
     strip = cv2.imread(str(tmp_path / "cli" / "ghfeat" / "demo_00000_1_retrieval.png"))
     query = cv2.imread(str(root / "test_img" / "demo_00000.png"))
     assert strip.shape == (query.shape[0], 4 * query.shape[1], 3)  # query | 3 neighbours
@@ -285,10 +286,10 @@ def test_command_line(tiny_runs, tmp_path):
     tile = strip[:, :query.shape[1]].astype(int)
     assert np.abs(tile[inside] - query[inside]).max() <= 1  # the query instance as it is, the rest dimmed
     assert np.abs(tile[~inside] - np.round(query[~inside] * 0.3)).max() <= 1
-    assert gf.main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001", "--group", "fine"]) == 0
-    assert gf.main(["harmonise", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
+    assert ghfeat_main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001", "--group", "fine"]) == 0
+    assert ghfeat_main(["harmonise", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
                     "--donor_instance", "1"]) == 0
-    assert gf.main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
+    assert ghfeat_main(["mix", *flags, "--recipient", "demo_00000", "--donor", "demo_00001",
                     "--recipient_instance", "99999", "--donor_instance", "0"]) == 2
 
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from data import create_dataset
-from data.demo import DISC, STRIPE_ANGLE_DEG, DemoConfig, generate_demo_dataset, instance_factors
-from models.pix2pixhd_model import generator_size_multiple
-from options import parse_test_options, parse_train_options
 from synth import ghfeat as gf
+from synth.data import create_dataset
+from synth.data.demo import DISC, STRIPE_ANGLE_DEG, DemoConfig, generate_demo_dataset, instance_factors
 from synth.inference import load_generator
+from synth.models.pix2pixhd_model import generator_size_multiple
+from synth.options import parse_test_options, parse_train_options
 from synth.trainer import Trainer
 from tests.conftest import modulated_flags
 

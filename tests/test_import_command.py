@@ -2,10 +2,10 @@
 
 import torch
 
-from options import parse_test_options
 from synth.checkpoint import load_checkpoint
-from synth.import_pix2pixhd import main as import_main
+from synth.commands.import_pix2pixhd import main as import_main
 from synth.inference import load_generator
+from synth.options import parse_test_options
 from tests.test_pix2pixhd_import import RefGlobal, RefMultiscaleD, randomise
 
 ARCH = ["--label_nc", "5", "--ngf", "4", "--n_downsample_global", "2", "--n_blocks_global", "1", "--ndf", "4",
@@ -44,7 +44,7 @@ def test_an_import_cannot_be_resumed(demo_root, tmp_path, capsys):
     torch.save(randomise(RefGlobal(6, 3, 4, 2, 1, "instance")).state_dict(), tmp_path / "latest_net_G.pth")
     assert import_main(["--pix2pixhd_dir", str(tmp_path), "--name", "imp", "--checkpoints_dir", str(tmp_path)]
                        + ARCH) == 0
-    from synth.cli import train_main
+    from synth.commands.train import main as train_main
 
     code = train_main(["--name", "imp", "--checkpoints_dir", str(tmp_path), "--continue_train",
                        "--dataroot", str(demo_root), "--device", "cpu", "--no_wandb", "--no_vgg_loss"])

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from options import parse_train_options
+from synth.options import parse_train_options
 from synth.trainer import Trainer
 from tests.conftest import tiny_flags
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from models.losses import GANLoss, VGGLoss, feature_matching_loss
-from models.networks import VGG19Features
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.models.losses import GANLoss, VGGLoss, feature_matching_loss
+from synth.models.networks import VGG19Features
 
 
 def two_scales(first: torch.Tensor, second: torch.Tensor) -> list[list[torch.Tensor]]:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from synth.commands.evaluate import main as eval_main
 from synth.metrics import evaluate as ev
 from synth.metrics.segmentation import cityscapes_to_train_ids, cityscapes_train_id_to_label_id
 
@@ -67,7 +68,7 @@ def fake_run(tmp_path_factory):
 
 def test_perfect_segmenter_scores_one_and_outputs_are_written(fake_run, capsys):
     results, dataroot, seg = fake_run
-    assert ev.main(_flags(results, dataroot, seg) + ["--real_dir", str(results / "images"), "--method", "ours"]) == 0
+    assert eval_main(_flags(results, dataroot, seg) + ["--real_dir", str(results / "images"), "--method", "ours"]) == 0
     out = capsys.readouterr().out
     assert "| method" in out and "mIoU ↑" in out and "Acc ↑" in out and "FID ↓" in out
     assert "| ours" in out and "100.0" in out
@@ -99,13 +100,14 @@ def test_fid_of_the_synthesized_set_against_itself_is_zero(fake_run, tmp_path):
 def test_noisy_predictions_score_below_one_and_runs_merge(tmp_path, capsys):
     results, dataroot, seg = _fake_run(tmp_path, noise=0.3)
     out_a = tmp_path / "a.json"
-    assert ev.main(_flags(results, dataroot, seg) + ["--no_fid", "--out", str(out_a), "--method", "A"]) == 0
+    assert eval_main(_flags(results, dataroot, seg) + ["--no_fid", "--out", str(out_a), "--method", "A"]) == 0
     run = json.loads(out_a.read_text())["runs"][0]
     assert 0 < run["mIoU"] < 1 and 0 < run["Acc"] < 1 and run["FID"] is None
     out_b = tmp_path / "b.json"
-    assert ev.main(_flags(results, dataroot, seg) + ["--no_seg", "--no_kid", "--out", str(out_b), "--method", "B"]) == 0
+    flags_b = ["--no_seg", "--no_kid", "--out", str(out_b), "--method", "B"]
+    assert eval_main(_flags(results, dataroot, seg) + flags_b) == 0
     capsys.readouterr()
-    assert ev.main(["--runs", str(out_a), str(out_b), "--out", str(tmp_path / "table.json")]) == 0
+    assert eval_main(["--runs", str(out_a), str(out_b), "--out", str(tmp_path / "table.json")]) == 0
     table = capsys.readouterr().out
     assert "| A " in table and "| B " in table
     assert len((tmp_path / "table.csv").read_text().splitlines()) == 3
@@ -117,27 +119,27 @@ def test_missing_weights_and_bad_flags_are_one_line_errors(fake_run, tmp_path, m
     flags = _flags(results, dataroot, seg)
     i = flags.index("--fid_weights")
     fid_missing = flags[:i] + flags[i + 2:]  # no --fid_weights: the hub cache is looked in
-    assert ev.main(fid_missing + ["--no_seg", "--out", str(tmp_path / "x.json")]) == 2
+    assert eval_main(fid_missing + ["--no_seg", "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pt_inception-2015-12-05-6726825d.pth" in err
     assert str(tmp_path / "hub" / "checkpoints") in err
     drn = ["--results_dir", str(results), "--dataset", "cityscapes", "--dataroot", str(dataroot), "--no_fid",
            "--no_progress", "--device", "cpu", "--out", str(tmp_path / "y.json")]
-    assert ev.main(drn) == 2
+    assert eval_main(drn) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "drn-d-105_ms_cityscapes.pth" in err
-    assert ev.main(["--results_dir", str(tmp_path / "none"), "--dataset", "cityscapes"]) == 2
+    assert eval_main(["--results_dir", str(tmp_path / "none"), "--dataset", "cityscapes"]) == 2
     assert "results folder not found" in capsys.readouterr().err
-    assert ev.main(["--results_dir", str(results), "--dataset", "cityscapes", "--no_fid"]) == 2
+    assert eval_main(["--results_dir", str(results), "--dataset", "cityscapes", "--no_fid"]) == 2
     assert "--dataroot or --label_dir" in capsys.readouterr().err
-    assert ev.main(["--results_dir", str(results), "--name", "x"]) == 2  # synth-test flags need --synthesize
+    assert eval_main(["--results_dir", str(results), "--name", "x"]) == 2  # synth-test flags need --synthesize
 
 
 def test_synthesize_runs_inference_on_the_whole_split_first(fake_run, monkeypatch):
     import argparse
 
-    import options
     import synth.inference
+    import synth.options
 
     results, dataroot, seg = fake_run
     seen = {}
@@ -146,7 +148,7 @@ def test_synthesize_runs_inference_on_the_whole_split_first(fake_run, monkeypatc
         seen["argv"] = argv
         return argparse.Namespace(dataset_mode="cityscapes", dataroot=str(dataroot), phase="val")
 
-    monkeypatch.setattr(options, "parse_test_options", fake_parse)
+    monkeypatch.setattr(synth.options, "parse_test_options", fake_parse)
     monkeypatch.setattr(synth.inference, "run_inference", lambda opt: results / "index.html")
     args = ev.build_parser().parse_args(["--synthesize"])
     ev._synthesize(args, ["--name", "tiny"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from synth.errors import CheckpointError, DataError, OptionError, WeightsMissingError
+from synth.core.errors import CheckpointError, DataError, OptionError, WeightsMissingError
 from synth.metrics import fid as fidlib
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from synth.errors import OptionError
+from synth.core.errors import OptionError
 from synth.metrics.segmentation import (
     ConfusionMatrix,
     ade20k_to_train_ids,

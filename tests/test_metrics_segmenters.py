@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from synth.cli import run_cli
-from synth.errors import CheckpointError, OptionError, WeightsMissingError
+from synth.commands.runner import run_cli
+from synth.core.errors import CheckpointError, OptionError, WeightsMissingError
 from synth.metrics.segmenters import SEGMENTERS, load_segmenter
 from synth.metrics.segmenters.drn import DRNSeg
 from synth.metrics.segmenters.upernet import UPerNetSegmenter

@@ -9,7 +9,8 @@ import torch
 import torchvision
 from torch import nn
 
-from models.networks import (
+from synth.core.errors import CheckpointError, OptionError, WeightsMissingError
+from synth.models.networks import (
     GlobalGenerator,
     LocalEnhancer,
     MultiscaleDiscriminator,
@@ -21,7 +22,6 @@ from models.networks import (
     load_vgg19_weights,
     norm_layer,
 )
-from synth.errors import CheckpointError, OptionError, WeightsMissingError
 
 
 def count(net: nn.Module) -> int:

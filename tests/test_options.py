@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from options import parse_test_options, parse_train_options, save_options
-from options.parse import resolve_device_name
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.options import parse_test_options, parse_train_options, save_options
+from synth.options.parse import resolve_device_name
 
 
 def test_pix2pixhd_defaults():
@@ -84,8 +84,8 @@ def test_test_options_defaults():
 
 def test_a_model_adds_its_own_flags(tmp_path):
     """SPADE-style hook: the model named by --model (or in the config) adds flags and defaults."""
-    from models.pix2pixhd_model import Pix2PixHDModel
-    from models.registry import MODELS
+    from synth.models.pix2pixhd_model import Pix2PixHDModel
+    from synth.models.registry import MODELS
 
     class HookModel(Pix2PixHDModel):
         @staticmethod

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from models.networks import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
-from models.pix2pixhd_import import (
+from synth.core.errors import CheckpointError
+from synth.models.networks import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
+from synth.models.pix2pixhd_import import (
     convert_pix2pixhd_discriminator,
     convert_pix2pixhd_generator,
     load_pix2pixhd_file,
 )
-from synth.errors import CheckpointError
 
 # ---- stand-ins that store layers under pix2pixHD's state-dict names ------------------------------------------
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl, soft_labels
-from models.networks.segments import index_segments
-from synth import attributes as at
-from synth.errors import DataError, OptionError
+from synth.core.errors import DataError, OptionError
+from synth.models import attributes as at
+from synth.models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl, soft_labels
+from synth.models.networks.segments import index_segments
 from tests.conftest import unique_calls
 
 
@@ -148,8 +148,8 @@ def test_rebalancing_makes_interior_bins_about_uniform():
 @pytest.fixture(scope="module")
 def pretrained(demo_root, tmp_path_factory):
     """(flags, checkpoints dir, pseudo-label file) after one epoch of a tiny --model modulated run."""
-    from options import parse_train_options
-    from synth.selfcond import main as selfcond_main
+    from synth.commands.selfcond import main as selfcond_main
+    from synth.options import parse_train_options
     from synth.trainer import Trainer
     from tests.conftest import tiny_flags
 
@@ -173,14 +173,14 @@ def _selfcond_flags(pretrained, name="sc"):
 def test_zero_initialised_model_equals_the_pretrained_one(pretrained, demo_root):
     from torch.utils.data import default_collate
 
-    from data import create_dataset
-    from options import parse_test_options, parse_train_options
     from synth import ghfeat as gf
+    from synth.data import create_dataset
     from synth.inference import load_generator
+    from synth.options import parse_test_options, parse_train_options
 
     _, ck, _ = pretrained
     opt = parse_train_options(_selfcond_flags(pretrained))
-    from models.selfcond_model import SelfConditionedModel
+    from synth.models.selfcond_model import SelfConditionedModel
 
     model = SelfConditionedModel(opt, for_training=True).eval()
     opt.size_multiple = 8
@@ -199,7 +199,7 @@ def test_zero_initialised_model_equals_the_pretrained_one(pretrained, demo_root)
 
 @pytest.mark.slow
 def test_fine_tuning_trains_offsets_and_head_and_resumes_exactly(pretrained):
-    from options import parse_train_options
+    from synth.options import parse_train_options
     from synth.trainer import Trainer
 
     flags = _selfcond_flags(pretrained, "sc_resume")
@@ -220,9 +220,9 @@ def test_fine_tuning_trains_offsets_and_head_and_resumes_exactly(pretrained):
 
 @pytest.mark.slow
 def test_sweep_command_writes_a_strip(pretrained, demo_root, tmp_path):
-    from options import parse_train_options
-    from synth.attributes import PseudoLabels
-    from synth.selfcond import main as selfcond_main
+    from synth.commands.selfcond import main as selfcond_main
+    from synth.models.attributes import PseudoLabels
+    from synth.options import parse_train_options
     from synth.trainer import Trainer
 
     _, ck, labels_path = pretrained
@@ -244,10 +244,10 @@ def test_sweep_command_writes_a_strip(pretrained, demo_root, tmp_path):
     # The edit is the condition alone: with zero offsets nothing changes, unless the code is moved too.
     from torch.utils.data import default_collate
 
-    from data import create_dataset
-    from models.pix2pixhd_model import generator_size_multiple
-    from options import parse_test_options
+    from synth.data import create_dataset
     from synth.inference import load_generator
+    from synth.models.pix2pixhd_model import generator_size_multiple
+    from synth.options import parse_test_options
     from synth.selfcond import sweep
 
     opt = parse_test_options(["--name", "sc_sweep", *common])
@@ -265,8 +265,8 @@ def test_sweep_command_writes_a_strip(pretrained, demo_root, tmp_path):
 
 
 def test_selfcond_needs_its_inputs(demo_root, tmp_path):
-    from models.selfcond_model import SelfConditionedModel
-    from options import parse_train_options
+    from synth.models.selfcond_model import SelfConditionedModel
+    from synth.options import parse_train_options
     from tests.conftest import tiny_flags
 
     opt = parse_train_options(tiny_flags(demo_root, tmp_path) + ["--model", "selfcond"])
@@ -300,9 +300,9 @@ def test_fine_tuning_under_torchrun_leaves_the_frozen_encoder_out_of_ddp(pretrai
 
 @pytest.mark.slow
 def test_selfcond_names_a_wrong_pretrained_run_or_label_file(pretrained, demo_root, tmp_path):
-    from models.selfcond_model import SelfConditionedModel
-    from options import parse_train_options
-    from synth.errors import CheckpointError
+    from synth.core.errors import CheckpointError
+    from synth.models.selfcond_model import SelfConditionedModel
+    from synth.options import parse_train_options
     from synth.trainer import Trainer
     from tests.conftest import tiny_flags
 

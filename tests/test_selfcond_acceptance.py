@@ -7,13 +7,20 @@ import pytest
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader, default_collate
 
-from data import create_dataset
-from data.demo import DemoConfig, generate_demo_dataset, hue_distance, instance_factors, measure_brightness, measure_hue
-from models.pix2pixhd_model import generator_size_multiple
-from options import parse_test_options, parse_train_options
-from synth import attributes as at
 from synth import selfcond as sc
+from synth.data import create_dataset
+from synth.data.demo import (
+    DemoConfig,
+    generate_demo_dataset,
+    hue_distance,
+    instance_factors,
+    measure_brightness,
+    measure_hue,
+)
 from synth.inference import load_generator
+from synth.models import attributes as at
+from synth.models.pix2pixhd_model import generator_size_multiple
+from synth.options import parse_test_options, parse_train_options
 from synth.trainer import Trainer
 from synth.visualize import tensor_to_image
 from tests.conftest import modulated_flags

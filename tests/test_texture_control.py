@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.networks import InstanceEncoder
-from models.networks.instance_pool import instance_average_pool
-from synth.errors import OptionError, SynthError
+from synth.core.errors import OptionError, SynthError
 from synth.features import (
     FeatureClusters,
     check_cluster_choices,
@@ -16,6 +14,8 @@ from synth.features import (
     sample_segment_features,
     segment_classes,
 )
+from synth.models.networks import InstanceEncoder
+from synth.models.networks.instance_pool import instance_average_pool
 
 
 def two_instance_map() -> torch.Tensor:
@@ -128,8 +128,8 @@ def test_bad_cluster_choices():
 @pytest.fixture(scope="module")
 def tiny_feature_run(demo_root, tmp_path_factory):
     """A tiny --instance_feat model trained for 2 iterations, and its clusters (3 per class)."""
-    from options import parse_train_options
-    from synth.features import encode_features_main
+    from synth.commands.encode_features import main as encode_features_main
+    from synth.options import parse_train_options
     from synth.trainer import Trainer
     from tests.conftest import tiny_flags
 
@@ -153,7 +153,7 @@ def test_encode_features_writes_clusters_per_class(tiny_feature_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["--use_encoded_image"], ["--cluster_choice", "2:0", "3:1"]])
 def test_inference_with_features(tiny_feature_run, tmp_path, mode, capsys):
-    from synth.cli import test_main as synth_test
+    from synth.commands.test import main as synth_test
 
     _, common = tiny_feature_run
     assert synth_test(common + ["--results_dir", str(tmp_path)] + mode) == 0, capsys.readouterr().err
@@ -161,7 +161,7 @@ def test_inference_with_features(tiny_feature_run, tmp_path, mode, capsys):
 
 
 def edit(common, demo_root, tmp_path, *extra):
-    from synth.editing import main as edit_main
+    from synth.commands.edit import main as edit_main
 
     return edit_main(common + ["--label", str(demo_root / "test_label" / "demo_00000.png"),
                                "--inst", str(demo_root / "test_inst" / "demo_00000.png"), "--out", str(tmp_path),
@@ -169,7 +169,7 @@ def edit(common, demo_root, tmp_path, *extra):
 
 
 def first_object(demo_root) -> dict:
-    from data.demo import load_demo_metadata
+    from synth.data.demo import load_demo_metadata
 
     instances = load_demo_metadata(demo_root)["images"]["test/demo_00000"]["instances"]
     return next(i for i in instances if i["class"] >= 2)

@@ -5,12 +5,13 @@ instance far more than the rest of the image."""
 import pytest
 import torch
 
-from data import create_dataset
-from data.demo import DemoConfig, generate_demo_dataset
-from models.pix2pixhd_model import generator_size_multiple
-from options import parse_test_options, parse_train_options
-from synth.features import FeatureClusters, encode_features_main
+from synth.commands.encode_features import main as encode_features_main
+from synth.data import create_dataset
+from synth.data.demo import DemoConfig, generate_demo_dataset
+from synth.features import FeatureClusters
 from synth.inference import load_generator
+from synth.models.pix2pixhd_model import generator_size_multiple
+from synth.options import parse_test_options, parse_train_options
 from synth.trainer import Trainer
 
 pytestmark = pytest.mark.slow

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from options import parse_train_options
 from synth.checkpoint import load_checkpoint
+from synth.options import parse_train_options
 from synth.trainer import EpochSampler, Trainer, learning_rate
 from tests.conftest import tiny_flags
 

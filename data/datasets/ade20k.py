@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.datasets.base import DONTCARE_ID, LayoutDataset, Sample, list_image_files, pair_files
-from data.registry import DATASETS
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.data.datasets.base import DONTCARE_ID, LayoutDataset, Sample, list_image_files, pair_files
+from synth.data.registry import DATASETS
 
 ADE_CLASSES = 150
 SPLITS = {"train": "training", "val": "validation", "test": "validation"}

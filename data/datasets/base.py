@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.edges import edge_tensor
-from data.io import read_image, read_instance, read_label
-from data.transforms import apply_to_image, apply_to_label, choose_params
-from synth.errors import DataError, OptionError
+from synth.core.errors import DataError, OptionError
+from synth.data.edges import edge_tensor
+from synth.data.io import read_image, read_instance, read_label
+from synth.data.transforms import apply_to_image, apply_to_label, choose_params
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 #: Instance ids are 16-bit (Cityscapes: class*1000+k); instance-wise pooling relies on this bound.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.datasets.base import LayoutDataset, Sample, list_image_files, pair_files
-from data.registry import DATASETS
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.data.datasets.base import LayoutDataset, Sample, list_image_files, pair_files
+from synth.data.registry import DATASETS
 
 
 @DATASETS.register("labels")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.datasets.base import LayoutDataset, Sample, list_image_files, pair_files
-from data.registry import DATASETS
+from synth.data.datasets.base import LayoutDataset, Sample, list_image_files, pair_files
+from synth.data.registry import DATASETS
 
 NO_INSTANCE_HINT = " (pass --no_instance to go without instance maps)"
 

@@ -1,10 +1,10 @@
 """Losses: adversarial, feature matching, VGG perceptual, and ECGAN's pixel contrast and similarity."""
 
-from models.losses.contrastive import PixelContrastLoss, pixel_contrast_loss
-from models.losses.feature_matching import feature_matching_loss
-from models.losses.gan import GAN_MODES, GANLoss
-from models.losses.similarity import similarity_loss
-from models.losses.vgg_perceptual import VGG_LAYER_WEIGHTS, VGGLoss
+from synth.models.losses.contrastive import PixelContrastLoss, pixel_contrast_loss
+from synth.models.losses.feature_matching import feature_matching_loss
+from synth.models.losses.gan import GAN_MODES, GANLoss
+from synth.models.losses.similarity import similarity_loss
+from synth.models.losses.vgg_perceptual import VGG_LAYER_WEIGHTS, VGGLoss
 
 __all__ = [
     "GAN_MODES",

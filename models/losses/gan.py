@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synth.errors import OptionError
+from synth.core.errors import OptionError
 
 GAN_MODES = ("ls", "hinge", "vanilla")
 DiscriminatorOutput = torch.Tensor | list[torch.Tensor] | list[list[torch.Tensor]]

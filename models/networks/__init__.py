@@ -6,15 +6,15 @@ from typing import Any
 
 from torch import nn
 
-from models.networks.blocks import ResnetBlock
-from models.networks.discriminator import MultiscaleDiscriminator, NLayerDiscriminator
-from models.networks.encoder import InstanceEncoder
-from models.networks.generator_global import GlobalGenerator
-from models.networks.generator_local import EnhancerBranch, LocalEnhancer
-from models.networks.generator_modulated import ModulatedGenerator
-from models.networks.norm import norm_layer
-from models.networks.vgg import VGG19Features, load_vgg19_weights
-from models.registry import DISCRIMINATORS, ENCODERS, GENERATORS
+from synth.models.networks.blocks import ResnetBlock
+from synth.models.networks.discriminator import MultiscaleDiscriminator, NLayerDiscriminator
+from synth.models.networks.encoder import InstanceEncoder
+from synth.models.networks.generator_global import GlobalGenerator
+from synth.models.networks.generator_local import EnhancerBranch, LocalEnhancer
+from synth.models.networks.generator_modulated import ModulatedGenerator
+from synth.models.networks.norm import norm_layer
+from synth.models.networks.vgg import VGG19Features, load_vgg19_weights
+from synth.models.registry import DISCRIMINATORS, ENCODERS, GENERATORS
 
 __all__ = [
     "EnhancerBranch",

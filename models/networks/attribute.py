@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks.generator_modulated import Codes
-from models.networks.segments import SegmentIndex, pool_instances
+from synth.models.networks.generator_modulated import Codes
+from synth.models.networks.segments import SegmentIndex, pool_instances
 
 LOW, MIDDLE, HIGH = 0, 1, 2
 

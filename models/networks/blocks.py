@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models.networks.norm import norm_layer
+from synth.models.networks.norm import norm_layer
 
 NormFactory = Callable[[int], nn.Module]
 

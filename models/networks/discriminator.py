@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks.norm import norm_layer
-from models.registry import DISCRIMINATORS
+from synth.models.networks.norm import norm_layer
+from synth.models.registry import DISCRIMINATORS
 
 KERNEL = 4
 PADDING = 2

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks.blocks import NormFactory, ResnetBlock, input_stem
-from models.networks.norm import norm_layer
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.models.networks.blocks import NormFactory, ResnetBlock, input_stem
+from synth.models.networks.norm import norm_layer
 
 EDGE_NC = 1  # one edge channel in [-1, 1]; it gates all image channels by broadcasting
 

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks.generator_global import GlobalGenerator
-from models.networks.instance_pool import instance_average_pool
-from models.registry import ENCODERS
+from synth.models.networks.generator_global import GlobalGenerator
+from synth.models.networks.instance_pool import instance_average_pool
+from synth.models.registry import ENCODERS
 
 
 @ENCODERS.register("instance")

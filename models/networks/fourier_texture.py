@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks.segments import SegmentIndex, frequency_bands, instance_centroids
+from synth.models.networks.segments import SegmentIndex, frequency_bands, instance_centroids
 
 #: Wave-vector directions in degrees from +x (0: vertical stripes, 90: horizontal ones).
 BANK_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)

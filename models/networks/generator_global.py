@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
-from models.networks.norm import norm_layer
-from models.registry import GENERATORS
+from synth.models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
+from synth.models.networks.norm import norm_layer
+from synth.models.registry import GENERATORS
 
 
 @GENERATORS.register("global")

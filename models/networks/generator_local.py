@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
-from models.networks.generator_global import GlobalGenerator
-from models.networks.norm import norm_layer
-from models.registry import GENERATORS
-from synth.errors import CheckpointError
+from synth.core.errors import CheckpointError
+from synth.models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
+from synth.models.networks.generator_global import GlobalGenerator
+from synth.models.networks.norm import norm_layer
+from synth.models.registry import GENERATORS
 
 
 class EnhancerBranch(nn.Module):

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks.blocks import output_head
-from models.networks.fourier_texture import FourierBank, FourierTextureLayer
-from models.networks.segments import SegmentIndex, as_index
-from models.registry import GENERATORS
-from synth.errors import OptionError
+from synth.core.errors import OptionError
+from synth.models.networks.blocks import output_head
+from synth.models.networks.fourier_texture import FourierBank, FourierTextureLayer
+from synth.models.networks.segments import SegmentIndex, as_index
+from synth.models.registry import GENERATORS
 
 GROUPS = ("coarse", "mid", "fine")
 Codes = list[torch.Tensor]

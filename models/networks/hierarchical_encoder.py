@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks.fourier_texture import FourierBank, fourier_coefficients
-from models.networks.generator_global import GlobalGenerator
-from models.networks.generator_modulated import GROUPS, Codes
-from models.networks.segments import SegmentIndex, as_index, frequency_bands, pool_instances
+from synth.models.networks.fourier_texture import FourierBank, fourier_coefficients
+from synth.models.networks.generator_global import GlobalGenerator
+from synth.models.networks.generator_modulated import GROUPS, Codes
+from synth.models.networks.segments import SegmentIndex, as_index, frequency_bands, pool_instances
 
 #: The pyramid level (0 shallowest) whose instance vectors feed each group's head.
 GROUP_LEVEL = {"fine": 0, "mid": 1, "coarse": 2}

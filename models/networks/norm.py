@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from synth.errors import OptionError
+from synth.core.errors import OptionError
 
 NORM_NAMES = ("instance", "batch", "none")
 

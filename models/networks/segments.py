@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.networks.instance_pool import MAX_SEGMENT_ID
+from synth.models.networks.instance_pool import MAX_SEGMENT_ID
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from synth.errors import CheckpointError, WeightsMissingError
+from synth.core.errors import CheckpointError, WeightsMissingError
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 # torchvision's vgg19 ``features`` up to relu5_1: channel widths, "M" for max pooling.

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from synth.atomic import atomic_write_text
-from synth.errors import DataError, OptionError
+from synth.core.atomic import atomic_write_text
+from synth.core.errors import DataError, OptionError
 from synth.metrics import fid as fidlib
 from synth.metrics.segmentation import (
     DATASET_CLASSES,
@@ -104,7 +103,7 @@ def default_real_dir(dataset: str, dataroot: str | Path, phase: str) -> Path:
 def find_labels(dataset: str, label_dir: str | Path) -> dict[str, Path]:
     """``{key: label file}`` under ``label_dir`` (recursive), keyed like the datasets pair files (Cityscapes'
     ``_gtFine_labelIds`` suffix removed); for Cityscapes only ``*_gtFine_labelIds`` files are taken."""
-    from data.datasets.base import sample_key
+    from synth.data.datasets.base import sample_key
 
     folder = Path(label_dir)
     if not folder.is_dir():
@@ -456,8 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _synthesize(args: argparse.Namespace, test_argv: list[str]) -> None:
     """Run synth-test's inference with ``test_argv`` and point ``args`` at its results."""
-    from options import parse_test_options
     from synth.inference import run_inference
+    from synth.options import parse_test_options
 
     if not any(a == "--how_many" or a.startswith("--how_many=") for a in test_argv):
         test_argv = [*test_argv, "--how_many", "0"]
@@ -499,10 +498,3 @@ def run(argv: Sequence[str]) -> list[dict[str, Any]]:
         json_path, csv_path = write_results(results, out)
         print(f"wrote {json_path} and {csv_path}")
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``synth-eval``: a SynthError becomes one line and exit status 2."""
-    from synth.cli import run_cli
-
-    return run_cli(lambda: (run(sys.argv[1:] if argv is None else argv), 0)[1])

@@ -28,8 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from synth.atomic import atomic_write
-from synth.errors import CheckpointError, DataError, OptionError, WeightsMissingError
+from synth.core.atomic import atomic_write
+from synth.core.errors import CheckpointError, DataError, OptionError, WeightsMissingError
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILE

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from synth.errors import OptionError
+from synth.core.errors import OptionError
 
 IGNORE_INDEX = 255
 CITYSCAPES_CLASSES = 19

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from synth.errors import CheckpointError, WeightsMissingError
-from synth.registry import Registry
+from synth.core.errors import CheckpointError, WeightsMissingError
+from synth.core.registry import Registry
 
 SEGMENTERS = Registry("segmenter (--seg_model)")
 

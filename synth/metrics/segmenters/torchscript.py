@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from synth.errors import CheckpointError, WeightsMissingError
+from synth.core.errors import CheckpointError, WeightsMissingError
 from synth.metrics.segmenters import SEGMENTERS, fit_logits
 
 

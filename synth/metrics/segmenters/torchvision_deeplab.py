@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from synth.errors import WeightsMissingError
+from synth.core.errors import WeightsMissingError
 from synth.metrics.segmenters import SEGMENTERS, NormalizedSegmenter, load_exact, read_state_dict, require_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

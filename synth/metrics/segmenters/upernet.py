@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from synth.errors import WeightsMissingError
+from synth.core.errors import WeightsMissingError
 from synth.metrics.segmenters import (
     SEGMENTERS,
     NormalizedSegmenter,

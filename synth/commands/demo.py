@@ -4,16 +4,14 @@ train a small pix2pixHD on it, synthesize the test split and write the results p
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
+from collections.abc import Sequence
+from importlib.resources import as_file, files
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+from synth.commands.runner import arguments, run_cli
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run data generation, training and inference with ``configs/demo.yaml``; extra flags go to training."""
-    from synth.cli import run_cli
-
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate the data, train with ``configs/demo.yaml`` (package data), synthesize; extra flags go to training."""
     parser = argparse.ArgumentParser(prog="synth-demo", description=__doc__)
     parser.add_argument("--dataroot", default="./datasets/demo", help="where the demo dataset is generated")
     parser.add_argument("--name", default="demo", help="experiment name")
@@ -21,18 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--results_dir", default="./results/")
     parser.add_argument("--device", default="auto")
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(arguments(argv))
 
     def body() -> int:
-        from data.demo import DemoConfig, generate_demo_dataset
-        from options import parse_test_options, parse_train_options
+        from synth.data.demo import DemoConfig, generate_demo_dataset
         from synth.inference import run_inference
+        from synth.options import parse_test_options, parse_train_options
         from synth.trainer import train
 
         root = generate_demo_dataset(args.dataroot, DemoConfig(n_train=args.n_train))
         print(f"demo dataset: {root}")
         run = ["--name", args.name, "--checkpoints_dir", args.checkpoints_dir, "--device", args.device]
-        last = train(parse_train_options(["--config", str(DEMO_CONFIG), "--dataroot", str(root)] + run + extra))
+        with as_file(files("synth.configs") / "demo.yaml") as config:
+            last = train(parse_train_options(["--config", str(config), "--dataroot", str(root)] + run + extra))
         print(f"trained: {last}")
         test_flags = run + ["--results_dir", args.results_dir, "--how_many", "24"]
         page = run_inference(parse_test_options(test_flags))

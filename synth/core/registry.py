@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from synth.errors import OptionError
+from synth.core.errors import OptionError
 
 
 class Registry:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.atomic import atomic_write_bytes
-from synth.errors import DataError, OptionError
+from synth.core.atomic import atomic_write_bytes
+from synth.core.errors import DataError, OptionError
 
 CLIP_PERCENTILES = (0.5, 99.5)
 

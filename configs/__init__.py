@@ -1,0 +1,1 @@
+"""YAML presets (``--config``), installed as package data ``synth.configs``."""
