@@ -9,7 +9,10 @@ A new model subclasses ``LayoutModel``, registers itself with ``@MODELS.register
 - ``compute_losses(batch) -> StepOutput``: named generator and discriminator loss terms for one batch, whose
   sums are what the trainer back-propagates (weights already applied), plus the generated image for visuals;
 - ``networks() -> dict[str, nn.Module]``: every network to checkpoint, by name;
-- ``generator_parameters(epoch)`` / ``discriminator_parameters()``: what each optimizer updates.
+- ``generator_parameters(epoch)`` / ``discriminator_parameters()``: what each optimizer updates;
+- optionally ``needed_files(opt, for_training)``: files named by flags that the model needs (a pretrained run's
+  checkpoint, a label file); the application layer reads them and hands them to ``__init__`` as keywords
+  (``SuppliedFile``), so a model never opens files itself.
 
 Inside ``compute_losses`` call networks through ``self.run("G", x)`` rather than ``self.netG(x)``: the trainer may
 install wrappers (DistributedDataParallel) with ``use_runners``. Models never own optimizers, schedules, scalers,
@@ -21,6 +24,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,6 +42,25 @@ class StepOutput:
     visuals: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NeededFile:
+    """A file a model needs: ``kind`` says how the application reads it ('checkpoint' — a file or a run folder's
+    latest.pt —, 'pseudo_labels'), ``flag`` names the option it came from, for messages."""
+
+    kind: str
+    path: str
+    flag: str
+
+
+@dataclass(frozen=True)
+class SuppliedFile:
+    """A needed file as read by the application layer: where it was, the flag that named it, what it holds."""
+
+    path: Path
+    flag: str
+    content: Any
+
+
 class LayoutModel(nn.Module):
     """Base class of every layout-to-image model; see the module docstring for what a subclass implements."""
 
@@ -45,6 +69,11 @@ class LayoutModel(nn.Module):
         self.opt = opt
         self.for_training = for_training
         self.runners: dict[str, nn.Module] = {}  # a plain dict: wrappers are not registered as submodules
+
+    @classmethod
+    def needed_files(cls, opt: argparse.Namespace, for_training: bool) -> dict[str, NeededFile]:
+        """Keyword -> file that ``__init__`` needs handed in; none by default."""
+        return {}
 
     def use_runners(self, runners: dict[str, nn.Module]) -> None:
         """Call these wrappers (e.g. DDP) instead of the bare networks; their state dicts stay the bare ones."""

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.core.errors import CheckpointError, OptionError
-from synth.models.base_model import LayoutModel, StepOutput
+from synth.models.base_model import LayoutModel, NeededFile, StepOutput, SuppliedFile
 from synth.models.losses import VGGLoss
 from synth.models.losses.gan import _final_outputs
 from synth.models.modulated_model import ModulatedModel, add_texture_option, check_modulated
@@ -38,17 +38,14 @@ GENERATOR_KEYS = ("netG", "ngf", "n_downsample_global", "n_blocks_global", "norm
                   "num_D", "no_ganFeat_loss", "feat_num", "fourier_texture")
 
 
-def load_generator_checkpoint(source: str, flag: str = "--ghfeat_generator") -> tuple[Path, dict]:
-    """The checkpoint of a ``--model modulated`` run (a file, or a run folder's latest.pt)."""
-    from synth.checkpoint import load_checkpoint
-
-    path = Path(source)
-    path = path / "latest.pt" if path.is_dir() else path
-    state = load_checkpoint(path)
+def generator_state(supplied: SuppliedFile) -> dict:
+    """The state of a handed-in ``--model modulated`` checkpoint; another model's checkpoint is an error naming
+    the flag that chose it."""
+    state = supplied.content
     if state["options"].get("model") != "modulated":
-        raise CheckpointError(f"{path}: {flag} needs a --model modulated checkpoint, "
+        raise CheckpointError(f"{supplied.path}: {supplied.flag} needs a --model modulated checkpoint, "
                               f"not '{state['options'].get('model')}'")
-    return path, state
+    return state
 
 
 def adopt_generator_options(opt: argparse.Namespace, saved: dict, path: Path) -> None:
@@ -90,17 +87,22 @@ class GHFeatModel(LayoutModel):
         parser.set_defaults(netG="modulated", feat_num=8, n_downsample_E=3)
         add_texture_option(parser)
 
-    def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
+    @classmethod
+    def needed_files(cls, opt: argparse.Namespace, for_training: bool) -> dict[str, NeededFile]:
+        """The frozen generator's checkpoint (``--ghfeat_generator``) when training; required unless continuing."""
+        source = getattr(opt, "ghfeat_generator", "")
+        if for_training and not getattr(opt, "continue_train", False) and not source:
+            raise OptionError(f"--model {opt.model} needs --ghfeat_generator (a --model modulated checkpoint)")
+        return {"generator": NeededFile("checkpoint", source, "--ghfeat_generator")} if for_training and source else {}
+
+    def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None,
+                 generator: SuppliedFile | None = None) -> None:
         super().__init__(opt, for_training)
         opt.ghfeat_encoder = self.encoder_kind
         state = None
-        source = getattr(opt, "ghfeat_generator", "")
-        if for_training and not getattr(opt, "continue_train", False):
-            if not source:
-                raise OptionError(f"--model {opt.model} needs --ghfeat_generator (a --model modulated checkpoint)")
-        if for_training and source:
-            path, state = load_generator_checkpoint(source)
-            adopt_generator_options(opt, state["options"], path)
+        if generator is not None:
+            state = generator_state(generator)
+            adopt_generator_options(opt, state["options"], generator.path)
         check_modulated(opt)
         self.use_features = False
         self.netG: ModulatedGenerator = build_generator(opt, semantic_channels(opt))

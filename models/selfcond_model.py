@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from synth.core.errors import OptionError
-from synth.models.base_model import StepOutput
-from synth.models.ghfeat_model import GENERATOR_KEYS, adopt_generator_options, load_generator_checkpoint
+from synth.models.attributes import image_weights, instance_weights
+from synth.models.base_model import NeededFile, StepOutput, SuppliedFile
+from synth.models.ghfeat_model import GENERATOR_KEYS, adopt_generator_options, generator_state
 from synth.models.modulated_model import ModulatedModel
 from synth.models.networks.attribute import AttributeHead, AttributeOffsets, attribute_kl
 from synth.models.networks.generator_modulated import Codes
@@ -59,13 +59,27 @@ class SelfConditionedModel(ModulatedModel):
                            help="attribute whose bins resampling balances (default: the first)")
             g.add_argument("--no_sc_rebalance", action="store_true", help="sample images uniformly")
 
-    def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None) -> None:
-        pretrained, pseudo = None, None
-        if for_training:
-            pseudo = _load_labels(opt)
+    @classmethod
+    def needed_files(cls, opt: argparse.Namespace, for_training: bool) -> dict[str, NeededFile]:
+        """When training: the pseudo-labels (``--sc_labels``) and, unless continuing, the run to start from."""
+        if not for_training:
+            return {}
+        if not opt.sc_labels:
+            raise OptionError("--model selfcond needs --sc_labels (a pseudo-label file from synth-selfcond label)")
+        needed = {"pseudo_labels": NeededFile("pseudo_labels", opt.sc_labels, "--sc_labels")}
+        if not getattr(opt, "continue_train", False):
+            if not opt.sc_pretrained:
+                raise OptionError("--model selfcond needs --sc_pretrained (a --model modulated checkpoint)")
+            needed["pretrained"] = NeededFile("checkpoint", opt.sc_pretrained, "--sc_pretrained")
+        return needed
+
+    def __init__(self, opt: argparse.Namespace, for_training: bool, vgg: VGG19Features | None = None,
+                 pseudo_labels: SuppliedFile | None = None, pretrained: SuppliedFile | None = None) -> None:
+        pseudo = pseudo_labels.content if pseudo_labels is not None else None
+        if pseudo is not None:
             opt.sc_attributes = ",".join(pseudo.attributes)
-            if not getattr(opt, "continue_train", False):
-                pretrained = _load_pretrained(opt)
+        if pretrained is not None:
+            pretrained = _adopt_pretrained(opt, pretrained)
         if not opt.sc_attributes:
             raise OptionError("--model selfcond needs its attributes (--sc_labels when training)")
         if for_training and opt.no_ganFeat_loss:
@@ -118,8 +132,6 @@ class SelfConditionedModel(ModulatedModel):
 
     def sample_weights(self, dataset) -> np.ndarray | None:
         """Image weights equal to drawing a labelled instance with uniform label bins and loading its image."""
-        from synth.models.attributes import image_weights, instance_weights
-
         if self.opt.no_sc_rebalance:
             return None
         column = self.pseudo.attribute_index(self.opt.sc_rebalance_attribute or self.attributes[0])
@@ -175,21 +187,11 @@ class SelfConditionedModel(ModulatedModel):
         return itertools.chain(self.netD.parameters(), self.netH.parameters())
 
 
-def _load_labels(opt: argparse.Namespace):
-    from synth.models.attributes import PseudoLabels
-
-    if not opt.sc_labels:
-        raise OptionError("--model selfcond needs --sc_labels (a pseudo-label file from synth-selfcond label)")
-    return PseudoLabels.load(opt.sc_labels)
-
-
-def _load_pretrained(opt: argparse.Namespace) -> dict:
-    """The --model modulated checkpoint to start from; its architecture flags are adopted."""
-    if not opt.sc_pretrained:
-        raise OptionError("--model selfcond needs --sc_pretrained (a --model modulated checkpoint)")
-    path, state = load_generator_checkpoint(opt.sc_pretrained, "--sc_pretrained")
+def _adopt_pretrained(opt: argparse.Namespace, supplied: SuppliedFile) -> dict:
+    """The state of the --model modulated checkpoint to start from, its architecture flags adopted."""
+    state = generator_state(supplied)
     for key in PRETRAINED_KEYS:
         if key in state["options"] and key not in GENERATOR_KEYS:
             setattr(opt, key, state["options"][key])
-    adopt_generator_options(opt, state["options"], Path(path))
+    adopt_generator_options(opt, state["options"], supplied.path)
     return state

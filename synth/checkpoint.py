@@ -1,4 +1,5 @@
-"""One-file checkpoints that hold everything a run needs to continue, written atomically, read with weights_only.
+"""A run's checkpoints: where they live, the architecture checks when one is loaded, strict network loads and the
+RNG state. The file format itself (atomic write, weights_only read) is ``synth.core.checkpoint_file``.
 
 Layout of the dict: ``format``, ``options`` (all flags, plain types), ``nets`` (state dicts by name),
 ``optimizers``, ``scalers``, ``progress`` (epoch, epoch_iter, total_iters, total_images) and ``rng``.
@@ -7,19 +8,15 @@ Layout of the dict: ``format``, ``options`` (all flags, plain types), ``nets`` (
 from __future__ import annotations
 
 import argparse
-import io
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from synth.core.atomic import atomic_write_bytes
+from synth.core.checkpoint_file import FORMAT, load_checkpoint, save_checkpoint  # noqa: F401  (re-exported)
 from synth.core.errors import CheckpointError, OptionError
 from synth.options.flags import ARCHITECTURE_KEYS
-
-FORMAT = "synth-checkpoint-v1"
 
 
 def run_dir(opt: argparse.Namespace) -> Path:
@@ -31,28 +28,6 @@ def checkpoint_path(opt: argparse.Namespace, which_epoch: str | int | None = Non
     """File of ``which_epoch`` ('latest' or an epoch number) in the run folder."""
     which = str(which_epoch if which_epoch is not None else opt.which_epoch)
     return run_dir(opt) / ("latest.pt" if which == "latest" else f"epoch_{int(which):03d}.pt")
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Serialise ``state`` in memory, then write it atomically: an interrupted save never corrupts the old file."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; a clear CheckpointError if it is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a synth checkpoint (no '{FORMAT}' marker)")
-    return state
 
 
 def merge_architecture(opt: argparse.Namespace, saved: dict[str, Any], path: Path) -> None:

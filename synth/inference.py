@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import synth.models  # noqa: F401  (registers networks and models)
+from synth.assembly import build_model
 from synth.checkpoint import checkpoint_path, load_checkpoint, load_net_state, merge_architecture
 from synth.core.errors import CheckpointError, OptionError
 from synth.data import create_dataset
@@ -26,7 +27,6 @@ from synth.features import (
 from synth.logger import visuals_of
 from synth.models.base_model import LayoutModel
 from synth.models.pix2pixhd_model import generator_size_multiple
-from synth.models.registry import MODELS
 from synth.runtime import autocast, prepare_networks
 from synth.visualize import save_png, write_html_page
 
@@ -43,7 +43,7 @@ def load_generator(opt: argparse.Namespace) -> LayoutModel:
     for key in DATA_KEYS_FROM_TRAINING:
         if key not in opt.explicit and key in saved:
             setattr(opt, key, saved[key])
-    model = MODELS.get(opt.model)(opt, for_training=False)
+    model = build_model(opt, for_training=False)
     for name, net in model.networks().items():
         if name not in state["nets"]:
             raise CheckpointError(f"{path}: has no network {name}")

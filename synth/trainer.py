@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 import synth.models  # noqa: F401  (registers networks and models)
+from synth.assembly import build_model
 from synth.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -33,7 +34,6 @@ from synth.distributed import init_distributed, shutdown_distributed, wrap_ddp
 from synth.logger import NullLogger, RunLogger
 from synth.models.base_model import StepOutput
 from synth.models.pix2pixhd_model import generator_size_multiple
-from synth.models.registry import MODELS
 from synth.options import options_to_dict, save_options
 from synth.runtime import autocast, prepare_networks
 
@@ -128,7 +128,7 @@ class Trainer:
         )
         torch.manual_seed(opt.seed)
         random.seed(opt.seed)
-        self.model = MODELS.get(opt.model)(opt, for_training=True).to(self.device)
+        self.model = build_model(opt, for_training=True).to(self.device)
         prepare_networks(self.model, opt)
         self._use_sample_weights()
         if opt.load_pretrain and resume_state is None:

@@ -180,9 +180,9 @@ def test_zero_initialised_model_equals_the_pretrained_one(pretrained, demo_root)
 
     _, ck, _ = pretrained
     opt = parse_train_options(_selfcond_flags(pretrained))
-    from synth.models.selfcond_model import SelfConditionedModel
+    from synth.assembly import build_model
 
-    model = SelfConditionedModel(opt, for_training=True).eval()
+    model = build_model(opt, for_training=True).eval()
     opt.size_multiple = 8
     base = load_generator(parse_test_options(["--name", "mod", "--checkpoints_dir", str(ck), "--device", "cpu"]))
     batch = default_collate([create_dataset(opt)[i] for i in range(2)])
@@ -265,13 +265,13 @@ def test_sweep_command_writes_a_strip(pretrained, demo_root, tmp_path):
 
 
 def test_selfcond_needs_its_inputs(demo_root, tmp_path):
-    from synth.models.selfcond_model import SelfConditionedModel
+    from synth.assembly import build_model
     from synth.options import parse_train_options
     from tests.conftest import tiny_flags
 
     opt = parse_train_options(tiny_flags(demo_root, tmp_path) + ["--model", "selfcond"])
     with pytest.raises(OptionError, match="--sc_labels"):
-        SelfConditionedModel(opt, for_training=True)
+        build_model(opt, for_training=True)
 
 
 @pytest.mark.slow
@@ -300,8 +300,8 @@ def test_fine_tuning_under_torchrun_leaves_the_frozen_encoder_out_of_ddp(pretrai
 
 @pytest.mark.slow
 def test_selfcond_names_a_wrong_pretrained_run_or_label_file(pretrained, demo_root, tmp_path):
+    from synth.assembly import build_model
     from synth.core.errors import CheckpointError
-    from synth.models.selfcond_model import SelfConditionedModel
     from synth.options import parse_train_options
     from synth.trainer import Trainer
     from tests.conftest import tiny_flags
@@ -310,8 +310,8 @@ def test_selfcond_names_a_wrong_pretrained_run_or_label_file(pretrained, demo_ro
     flags = _selfcond_flags(pretrained, "sc_bad")
     opt = parse_train_options([*flags, "--sc_pretrained", str(tmp_path / "plain")])
     with pytest.raises(CheckpointError, match="--sc_pretrained needs a --model modulated checkpoint"):
-        SelfConditionedModel(opt, for_training=True)
+        build_model(opt, for_training=True)
     (tmp_path / "labels.npz").write_text("not a zip")
     opt = parse_train_options([*flags, "--sc_labels", str(tmp_path / "labels.npz")])
     with pytest.raises(DataError, match="labels.npz: not a pseudo-label file"):
-        SelfConditionedModel(opt, for_training=True)
+        build_model(opt, for_training=True)
