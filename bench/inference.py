@@ -68,6 +68,9 @@ def run_one(args: argparse.Namespace) -> dict:
     """Child mode: build the generator for one (size, config), time the forward pass, report JSON."""
     import torch
 
+    from synth.allocator import tune_malloc
+
+    malloc = tune_malloc()  # as the console commands do; SYNTH_MALLOC=system measures glibc's defaults
     if args.threads:
         torch.set_num_threads(args.threads)
     import synth.models  # noqa: F401  (registers the model)
@@ -90,7 +93,7 @@ def run_one(args: argparse.Namespace) -> dict:
         fake = model(semantics)
     assert tuple(fake.shape) == (1, 3, height, width), fake.shape
     return {
-        "size": args.size, "config": args.config, "flags": flags, "autocast": dtype, **timing,
+        "size": args.size, "config": args.config, "malloc": malloc, "flags": flags, "autocast": dtype, **timing,
         "peak_rss_mb": common.peak_rss_mb(), "threads": torch.get_num_threads(),
         "output_finite": bool(torch.isfinite(fake.float()).all()),
     }

@@ -63,6 +63,9 @@ def run_one(args: argparse.Namespace) -> dict:
     """Child mode: build the trainer for one (size, config), time train_step, report JSON."""
     import torch
 
+    from synth.allocator import tune_malloc
+
+    malloc = tune_malloc()  # as the console commands do; SYNTH_MALLOC=system measures glibc's defaults
     if args.threads:
         torch.set_num_threads(args.threads)
     from synth.trainer import Trainer
@@ -83,7 +86,8 @@ def run_one(args: argparse.Namespace) -> dict:
         losses = {k: float(v.detach().float()) for k, v in {**out.g_losses, **out.d_losses}.items()}
     finite = all(v == v and abs(v) != float("inf") for v in losses.values())
     return {
-        "size": args.size, "config": args.config, "flags": extra, **timing, "peak_rss_mb": common.peak_rss_mb(),
+        "size": args.size, "config": args.config, "malloc": malloc, "flags": extra, **timing,
+        "peak_rss_mb": common.peak_rss_mb(),
         "threads": torch.get_num_threads(), "losses_finite": finite, "losses": losses,
     }
 

@@ -6,11 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from synth.allocator import tune_malloc
 from synth.core.errors import OptionError, SynthError
 
 
 def run_cli(body: Callable[[], int | None]) -> int:
-    """Run ``body``; user errors print ``error: <message>`` and return 2; Ctrl-C returns 130."""
+    """Run ``body`` (malloc tuned first, see synth.allocator); user errors print ``error: <message>`` and return
+    2; Ctrl-C returns 130."""
+    tune_malloc()
     try:
         return int(body() or 0)
     except SynthError as exc:
