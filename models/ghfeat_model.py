@@ -165,6 +165,11 @@ class GHFeatModel(LayoutModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("reconstruction needs the real images")
+        return self.reconstruct_encoded(batch, semantics, real)
+
+    def reconstruct_encoded(self, batch: dict, semantics: torch.Tensor,
+                            real: torch.Tensor) -> tuple[torch.Tensor, Codes]:
+        """``reconstruct`` from the batch's already encoded ``semantics`` and ``real`` (a step encodes once)."""
         segments = index_segments(self.segment_ids(batch))  # numbered once for E and G
         codes = self.encode_codes(real, segments)
         return self.synthesize(semantics, segments, codes), codes
@@ -175,7 +180,7 @@ class GHFeatModel(LayoutModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("training needs real images in the batch")
-        fake, _ = self.reconstruct(batch)
+        fake, _ = self.reconstruct_encoded(batch, semantics, real)
         need_r1 = torch.is_grad_enabled() and opt.r1_gamma > 0
         real_in = real.detach().requires_grad_(True) if need_r1 else real
         pairs = torch.cat([torch.cat([semantics, fake], 1), torch.cat([semantics, real_in], 1)], 0)

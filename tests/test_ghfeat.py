@@ -226,7 +226,11 @@ def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs)
     assert all(torch.equal(v, source["E"][f"affines.{k}"]) for k, v in affines.items())
     e_before = [p.detach().clone() for p in model.netE.parameters()]
     batch = next(iter(trainer.loader))
+    encoded = []
+    model.encode_input = lambda b: encoded.append(1) or type(model).encode_input(model, b)
     out = trainer.train_step(batch)
+    del model.encode_input
+    assert len(encoded) == 1  # the step builds G's input once
     assert set(out.d_losses) == {"D_fake", "D_real", "D_R1"} and torch.isfinite(out.d_losses["D_R1"])
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.netD.parameters())
     assert all(not p.requires_grad and p.grad is None for p in model.netG.parameters())
