@@ -46,7 +46,8 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for weights, data order and augmentation")
     g.add_argument("--device", type=str, default="auto", help="auto | cpu | cuda | cuda:N")
     g.add_argument("--gpu_ids", type=str, default=None, help="-1: CPU, 0: cuda:0 (overrides --device)")
-    g.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16 needs CUDA)")
+    g.add_argument("--amp", choices=("none", "bf16", "fp16", "auto"), default="none",
+                   help="mixed precision (fp16 needs CUDA; auto: bf16 where the CPU or GPU has native bf16, else none)")
     g.add_argument("--channels_last", action="store_true", help="NHWC memory layout for the networks")
     g.add_argument("--compile", action="store_true", help="torch.compile the networks (slow first step)")
     g.add_argument("--verbose", action="store_true", help="print the networks")

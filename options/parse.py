@@ -145,11 +145,27 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
         if opt.lr_decay_epochs < 1 or not 0 < opt.lr_gamma <= 1:
             raise OptionError("--lr_decay_epochs must be >= 1 and --lr_gamma in (0, 1]")
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
+    if opt.amp == "auto":
+        opt.amp, reason = resolve_auto_amp(opt.device)
+        print(f"--amp auto: {opt.amp} ({reason})", file=sys.stderr)
     if opt.amp == "fp16" and not opt.device.startswith("cuda"):
         raise OptionError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 (fast only with native bf16)")
     if opt.amp == "bf16" and opt.device == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 (AVX512-BF16/AMX): --amp bf16 will be much slower than fp32",
               file=sys.stderr)
+
+
+def resolve_auto_amp(device: str) -> tuple[str, str]:
+    """(precision, why) for ``--amp auto``: bf16 where ``device`` computes bf16 natively, none (fp32) elsewhere."""
+    import torch
+
+    if device.startswith("cuda"):
+        if torch.cuda.is_bf16_supported():
+            return "bf16", f"{torch.cuda.get_device_name(torch.device(device))} has native bf16"
+        return "none", "this GPU has no native bf16"
+    if cpu_has_native_bf16():
+        return "bf16", "this CPU has native bf16 (AVX512-BF16/AMX)"
+    return "none", "this CPU has no native bf16 (AVX512-BF16/AMX), fp32 is faster"
 
 
 def cpu_has_native_bf16() -> bool:

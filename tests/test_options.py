@@ -112,3 +112,15 @@ def test_discriminator_learning_rate_and_beta2():
     assert learning_rate(opt, 1, "G") == 1e-4 and learning_rate(opt, 1, "D") == 4e-4
     assert learning_rate(opt, 3, "D") == pytest.approx(2e-4)
     assert learning_rate(parse_train_options([]), 1, "D") == 2e-4  # --lr_D 0: same as --lr
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_picks_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, capsys, native):
+    import synth.options.parse as parse
+
+    monkeypatch.setattr(parse, "cpu_has_native_bf16", lambda: native)
+    opt = parse_train_options(["--amp", "auto", "--device", "cpu"])
+    assert opt.amp == ("bf16" if native else "none")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"--amp auto: {opt.amp} (") and ("has native" if native else "no native") in line
+    assert parse_test_options(["--amp", "auto", "--device", "cpu"]).amp == opt.amp
