@@ -98,7 +98,8 @@ def _crop_and_flip(arr: np.ndarray, params: TransformParams) -> np.ndarray:
 
 
 def apply_to_label(arr: np.ndarray, params: TransformParams) -> np.ndarray:
-    """Resize (nearest neighbour, so no new ids appear), crop and flip an (H, W) id map; keeps its dtype."""
+    """Resize (nearest neighbour, so no new ids appear), crop and flip an (H, W) id map, or an (H, W, C) map of
+    per-segment values (precomputed features); keeps its dtype."""
     _check_source(arr, params)
     (w0, h0), (w, h) = params.source_size, params.resize_size
     if (w, h) != (w0, h0):

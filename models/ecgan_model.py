@@ -89,6 +89,9 @@ class ECGANModel(Pix2PixHDModel):
         LayoutModel.__init__(self, opt, for_training)
         self.n_classes = label_classes(opt)
         self.use_features = uses_features(opt)
+        if getattr(opt, "load_features", False):
+            raise OptionError("--model ecgan does not take --load_features; its encoder trains with G")
+        self.has_encoder = self.use_features
         self.netG = build_ecgan_generator(opt)
         if self.use_features:
             self.netE = build_encoder(opt, opt.output_nc)

@@ -1,4 +1,5 @@
-"""Import pix2pixHD checkpoints (``latest_net_G.pth`` / ``latest_net_D.pth``) into our networks.
+"""Import pix2pixHD checkpoints (``latest_net_G.pth`` / ``_net_D.pth`` / ``_net_E.pth``) into our networks, and read
+its feature clusters (``features_clustered_NNN.npy``) without running any code they might carry.
 
 pix2pixHD stores its layers in flat ``nn.Sequential`` containers (``model.{index}``); ours are named by role
 (``stem``, ``down``, ``blocks``, ...). The mapping is positional: our layers, walked in registration order
@@ -7,16 +8,19 @@ with residual blocks as single units, line up one to one with pix2pixHD's indice
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from synth.core.errors import CheckpointError
 from synth.models.networks.blocks import ResnetBlock
 from synth.models.networks.discriminator import MultiscaleDiscriminator
+from synth.models.networks.encoder import InstanceEncoder
 from synth.models.networks.generator_global import GlobalGenerator
 from synth.models.networks.generator_local import LocalEnhancer
 
@@ -44,19 +48,34 @@ def load_pix2pixhd_file(path: str | Path) -> StateDict:
 
 def convert_pix2pixhd_generator(state: Mapping[str, torch.Tensor], generator: nn.Module) -> StateDict:
     """A pix2pixHD global or local generator state dict renamed for ``generator`` (load it with strict=True)."""
-    table = _generator_table(generator)
+    return _convert_sequential(state, generator, _generator_table(generator), "generator")
+
+
+def convert_pix2pixhd_encoder(state: Mapping[str, torch.Tensor], encoder: nn.Module) -> StateDict:
+    """pix2pixHD's feature ``Encoder`` (one ``model`` Sequential: a global generator's layers without residual
+    blocks) renamed for our ``InstanceEncoder``, whose trunk ``net`` has those layers."""
+    if not isinstance(encoder, InstanceEncoder):
+        raise CheckpointError(f"cannot import pix2pixHD encoder weights into a {type(encoder).__name__}")
+    converted = _convert_sequential(state, encoder.net, {"model": _units(encoder.net, "")}, "encoder")
+    return {f"net.{key}": value for key, value in converted.items()}
+
+
+def _convert_sequential(
+    state: Mapping[str, torch.Tensor], net: nn.Module, table: dict[str, list[str]], what: str
+) -> StateDict:
+    """Rename ``{container}.{index}.rest`` keys positionally through ``table`` (container -> our layer names)."""
     converted: dict[str, tuple[str, torch.Tensor]] = {}
     for key, value in _strip_module(state).items():
         match = _GENERATOR_KEY.match(key)
         units = table.get(match["group"], []) if match else []
         if match is None or int(match["index"]) >= len(units):
-            raise CheckpointError(f"unexpected pix2pixHD generator key '{key}' {_shape(value)}")
+            raise CheckpointError(f"unexpected pix2pixHD {what} key '{key}' {_shape(value)}")
         unit = units[int(match["index"])]
         rest = match["rest"]
-        if isinstance(generator.get_submodule(unit), ResnetBlock) and rest.startswith("conv_block."):
+        if isinstance(net.get_submodule(unit), ResnetBlock) and rest.startswith("conv_block."):
             rest = "body." + rest.removeprefix("conv_block.")
         converted[f"{unit}.{rest}"] = (key, value)
-    return _finish(converted, generator, "generator")
+    return _finish(converted, net, what)
 
 
 def convert_pix2pixhd_discriminator(state: Mapping[str, torch.Tensor], discriminator: nn.Module) -> StateDict:
@@ -107,6 +126,8 @@ def _generator_table(generator: nn.Module) -> dict[str, list[str]]:
 def _units(module: nn.Module, prefix: str) -> list[str]:
     """Dotted names of the layers under ``module`` in order; a residual block counts as one layer."""
     children = list(module.named_children())
+    if isinstance(module, (nn.Sequential, nn.ModuleList)) and not children:
+        return []  # an empty container (no residual blocks) holds no layer
     if isinstance(module, ResnetBlock) or not children:
         return [prefix]
     names: list[str] = []
@@ -159,3 +180,78 @@ def _strip_module(state: Mapping[str, torch.Tensor]) -> StateDict:
 def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
     return tuple(tensor.shape)
 
+
+
+# ----- features_clustered_NNN.npy: np.save of a dict {label: centres}, i.e. a pickle inside a .npy -------------
+
+def _numpy_array_globals() -> dict[tuple[str, str], object]:
+    """The only names a pickle of plain numpy arrays (and a dict of them) refers to, under numpy 1 and 2."""
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    names: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                            ("builtins", "dict"): dict, ("builtins", "int"): int}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        names[(module, "_reconstruct")] = _reconstruct
+        names[(module, "scalar")] = scalar
+    return names
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, dicts and ints only: any other global (os.system, builtins.eval...) is refused
+    before it is looked up, so nothing in the file runs."""
+
+    allowed = _numpy_array_globals()
+
+    def find_class(self, module: str, name: str) -> object:
+        found = self.allowed.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return found
+
+
+def read_pix2pixhd_clusters(path: str | Path, feat_num: int) -> dict[int, np.ndarray]:
+    """pix2pixHD's ``features_clustered_NNN.npy`` ({label: [k, feat_num] K-means centres}) read with a restricted
+    unpickler; CheckpointError (one line) if it is something else or its pickle asks for anything but arrays."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f"npy format version {version}")
+            _, _, dtype = read_header[version](f)
+            if dtype != np.dtype(object):
+                raise ValueError(f"it holds a {dtype} array, not the dict np.save writes for the clusters")
+            loaded = _ArrayUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: pix2pixHD cluster file not found") from None
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused, its pickle asks for {exc}, not numpy array data; nothing of it was run"
+        ) from None
+    except Exception as exc:  # any malformed file is reported the same way
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a pix2pixHD cluster file ({reason})") from None
+    return _cluster_table(path, loaded, feat_num)
+
+
+def _cluster_table(path: Path, loaded: object, feat_num: int) -> dict[int, np.ndarray]:
+    """Check the unpickled object is {label: 2-D float array of feat_num columns}; float32 copies."""
+    table = loaded.item() if isinstance(loaded, np.ndarray) and loaded.shape == () else loaded
+    if not isinstance(table, dict):
+        raise CheckpointError(f"{path}: not a pix2pixHD cluster file (holds a {type(table).__name__}, not a dict)")
+    centers = {}
+    for label, value in table.items():
+        if not isinstance(label, (int, np.integer)) or not isinstance(value, np.ndarray) or value.ndim != 2:
+            raise CheckpointError(f"{path}: not a pix2pixHD cluster file (entry {label!r} is not label: centres)")
+        if value.shape[1] != feat_num or not np.issubdtype(value.dtype, np.floating):
+            hint = " (features.npy keeps an area column: import features_clustered_NNN.npy)" \
+                if value.shape[1] == feat_num + 1 else ""
+            raise CheckpointError(
+                f"{path}: class {label} has centres of shape {value.shape}, expected [k, {feat_num}] "
+                f"(--feat_num){hint}"
+            )
+        centers[int(label)] = value.astype(np.float32)
+    return centers

@@ -31,6 +31,11 @@ def uses_features(opt: argparse.Namespace) -> bool:
     return bool(getattr(opt, "instance_feat", False) or getattr(opt, "label_feat", False))
 
 
+def encodes_features(opt: argparse.Namespace) -> bool:
+    """Whether the model has an encoder E: features are used and not loaded precomputed (--load_features)."""
+    return uses_features(opt) and not getattr(opt, "load_features", False)
+
+
 def generator_input_channels(opt: argparse.Namespace) -> int:
     """Layout channels, plus ``feat_num`` feature channels when features are used."""
     return semantic_channels(opt) + (opt.feat_num if uses_features(opt) else 0)
@@ -40,7 +45,7 @@ def generator_size_multiple(opt: argparse.Namespace) -> int:
     """The stride inputs must divide by: G's, and E's when features are encoded (built on the meta device)."""
     with torch.device("meta"):
         multiple = int(build_generator(opt, generator_input_channels(opt)).size_multiple)
-        if uses_features(opt):
+        if encodes_features(opt):
             multiple = max(multiple, int(build_encoder(opt, opt.output_nc).size_multiple))
     return multiple
 
@@ -53,8 +58,9 @@ class Pix2PixHDModel(LayoutModel):
         super().__init__(opt, for_training)
         input_nc = semantic_channels(opt)
         self.use_features = uses_features(opt)
+        self.has_encoder = encodes_features(opt)  # with --load_features, G reads precomputed maps instead
         self.netG = build_generator(opt, generator_input_channels(opt))  # initialised as pix2pixHD does
-        if self.use_features:
+        if self.has_encoder:
             self.netE = build_encoder(opt, opt.output_nc)
         if not for_training:
             return
@@ -67,7 +73,7 @@ class Pix2PixHDModel(LayoutModel):
 
     def networks(self) -> dict[str, nn.Module]:
         nets = {"G": self.netG}
-        if self.use_features:
+        if self.has_encoder:
             nets["E"] = self.netE
         if self.for_training:
             nets["D"] = self.netD
@@ -100,7 +106,18 @@ class Pix2PixHDModel(LayoutModel):
 
     def encode_features(self, real: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         """E's output on the real image, averaged inside each segment."""
+        if not self.has_encoder:
+            raise ValueError("this model was trained with --load_features and has no encoder E")
         return self.run("E", real, segments)
+
+    def training_features(self, batch: dict, real: torch.Tensor) -> torch.Tensor | None:
+        """G's feature channels in training: the precomputed map (--load_features) or E on the real image."""
+        if not self.use_features:
+            return None
+        if not self.has_encoder:
+            device = next(self.netG.parameters()).device
+            return batch["feat"].to(device, non_blocking=True)
+        return self.encode_features(real, self.segment_ids(batch))
 
     def generator_input(self, semantics: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Layout channels, with the feature map appended when the model uses features."""
@@ -128,8 +145,7 @@ class Pix2PixHDModel(LayoutModel):
         semantics, real = self.encode_input(batch)
         if real is None:
             raise ValueError("training needs real images in the batch")
-        features = self.encode_features(real, self.segment_ids(batch)) if self.use_features else None
-        fake = self.run("G", self.generator_input(semantics, features))
+        fake = self.run("G", self.generator_input(semantics, self.training_features(batch, real)))
         return self.pix2pixhd_losses(semantics, fake, real)
 
     def pix2pixhd_losses(self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
@@ -155,7 +171,7 @@ class Pix2PixHDModel(LayoutModel):
             g_params = self.netG.local_parameters()
         else:
             g_params = self.netG.parameters()
-        return itertools.chain(g_params, self.netE.parameters() if self.use_features else ())
+        return itertools.chain(g_params, self.netE.parameters() if self.has_encoder else ())
 
     def discriminator_parameters(self) -> Iterator[nn.Parameter]:
         return self.netD.parameters()

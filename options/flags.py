@@ -33,6 +33,7 @@ ARCHITECTURE_KEYS: tuple[str, ...] = (
     "nef",
     "n_downsample_E",
     "netE",
+    "load_features",
 )
 
 
@@ -92,6 +93,9 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--nef", type=int, default=16, help="encoder filters in the first conv layer")
     g.add_argument("--n_downsample_E", type=int, default=4, help="down-samplings in the encoder")
     g.add_argument("--n_clusters", type=int, default=10, help="K-means clusters per class")
+    g.add_argument("--load_features", action="store_true",
+                   help="train G on the precomputed feature maps in DATAROOT/PHASE_feat (synth-precompute-features) "
+                        "instead of a jointly trained encoder")
 
     g = parser.add_argument_group("discriminator")
     g.add_argument("--netD", type=str, default="multiscale")

@@ -18,7 +18,7 @@ from synth.core.errors import OptionError
 from synth.options.flags import add_base_options, add_test_options, add_train_options
 
 #: Keys that are derived here (or only point at a config file) and are not saved with the options.
-DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config")
+DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config", "need_feature_maps")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +133,9 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
         raise OptionError("--instance_feat and --label_feat exclude each other; choose one")
     if opt.instance_feat and opt.no_instance:
         raise OptionError("--instance_feat needs instance maps; drop --no_instance or use --label_feat")
+    if opt.load_features and not (opt.instance_feat or opt.label_feat):
+        raise OptionError("--load_features gives G precomputed features: add --instance_feat (or --label_feat)")
+    opt.need_feature_maps = bool(opt.isTrain and opt.load_features)  # training reads DATAROOT/PHASE_feat
     if opt.label_nc == 0 and opt.contain_dontcare_label:
         raise OptionError("--contain_dontcare_label needs --label_nc > 0")
     if opt.isTrain:

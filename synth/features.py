@@ -148,7 +148,9 @@ def batch_instance_features(
     _, real = model.encode_input(batch)
     segments = model.segment_ids(batch)
     label = batch["label"].to(segments.device)
-    feature_sums, counts = segment_sums(model.netE.net(real), segments)
+    # E's map before pooling, or the precomputed map of a --load_features run (constant per segment already)
+    values = model.netE.net(real) if model.has_encoder else batch["feat"].to(segments.device)
+    feature_sums, counts = segment_sums(values, segments)
     n_labels = int(label.max()) + 1
     label_votes, _ = segment_sums(one_hot(label, n_labels), segments)
     height, width = segments.shape[-2:]

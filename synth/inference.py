@@ -97,6 +97,11 @@ def feature_source(model: LayoutModel, opt: argparse.Namespace, has_images: bool
     if not getattr(model, "use_features", False):
         return lambda batch, real: None
     if opt.use_encoded_image:
+        if not model.has_encoder:
+            raise OptionError(
+                f"{opt.name}: was trained with --load_features and has no encoder; drop --use_encoded_image to "
+                "sample the clusters (synth-encode-features makes them from the precomputed maps)"
+            )
         if not has_images:
             raise OptionError(f"{opt.dataroot}: --use_encoded_image needs real images for phase '{opt.phase}'")
         return lambda batch, real: model.encode_features(real, model.segment_ids(batch))

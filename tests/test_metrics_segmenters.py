@@ -217,3 +217,54 @@ def test_torchscript_segmenter(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a TorchScript module"):
         load_segmenter("torchscript", str(tmp_path / "junk.pt"), 7)
+
+
+def _with_sync_bn_buffers(state: dict) -> dict:
+    """A state dict as CSAIL's SynchronizedBatchNorm saved it: three extra buffers per BN, no num_batches_tracked."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        out[key] = value.clone()
+        if key.endswith(".running_mean"):
+            prefix = key.removesuffix(".running_mean")
+            out[f"{prefix}._tmp_running_mean"] = torch.full_like(value, 7.0)
+            out[f"{prefix}._tmp_running_var"] = torch.full_like(value, 7.0)
+            out[f"{prefix}._running_iter"] = torch.tensor(1)
+    return out
+
+
+def test_upernet_loads_files_saved_with_synchronized_batchnorm(tmp_path, upernet):
+    folder = tmp_path / "ade20k-resnet101-upernet"
+    folder.mkdir()
+    enc = _with_sync_bn_buffers({k: v + 0.25 if v.is_floating_point() else v
+                                 for k, v in upernet.encoder.state_dict().items()})
+    assert "bn1._tmp_running_var" in enc and "bn1.num_batches_tracked" not in enc
+    torch.save(enc, folder / "encoder_epoch_50.pth")
+    torch.save(_with_sync_bn_buffers(upernet.decoder.state_dict()), folder / "decoder_epoch_50.pth")
+    seg = load_segmenter("upernet101", str(folder), 150)
+    assert torch.equal(seg.net.encoder.bn1.running_mean, enc["bn1.running_mean"])
+    assert torch.equal(seg.net.encoder.conv1.weight, enc["conv1.weight"])
+    # anything else stays refused, naming the file and the first keys
+    enc["bn1.some_other_buffer"] = torch.zeros(64)
+    enc["conv1._tmp_running_mean"] = torch.zeros(64)  # conv1 is no BatchNorm layer
+    torch.save(enc, folder / "encoder_epoch_50.pth")
+    with pytest.raises(CheckpointError) as info:
+        load_segmenter("upernet101", str(folder), 150)
+    msg = str(info.value)
+    assert "\n" not in msg and "encoder_epoch_50.pth" in msg and "2 unexpected" in msg
+    assert "bn1.some_other_buffer" in msg and "conv1._tmp_running_mean" in msg
+
+
+def test_drn_loads_a_file_with_synchronized_batchnorm_buffers(tmp_path, drn):
+    state = _with_sync_bn_buffers(drn.state_dict())
+    path = tmp_path / "drn-d-105_ms_cityscapes.pth"
+    torch.save(state, path)
+    seg = load_segmenter("drn_d_105", str(path), 19)
+    assert torch.equal(seg.net.base[0][1].running_var, state["base.0.1.running_var"])
+    del state["base.0.1.running_var"]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        load_segmenter("drn_d_105", str(path), 19)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg and "1 missing (e.g. base.0.1.running_var)" in msg

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from synth.core.errors import DataError, OptionError
 from synth.data.edges import edge_tensor
+from synth.data.feature_maps import feature_dir, find_feature_map, read_feature_map
 from synth.data.io import read_image, read_instance, read_label
 from synth.data.transforms import apply_to_image, apply_to_label, choose_params
 
@@ -127,7 +128,9 @@ class LayoutDataset(Dataset):
       - optionally ``remap_label(self, arr) -> arr``: dataset ids -> model ids (255 = don't care).
     ``__getitem__`` returns a dict: ``label`` LongTensor[1,H,W], ``inst`` LongTensor[1,H,W] (unless
     ``opt.no_instance``), ``image`` FloatTensor[3,H,W] in [-1,1] (when the sample has a photo), ``edge``
-    FloatTensor[1,H,W] in [-1,1] (Canny edges of that photo, with ``opt.need_edges``), ``key``, ``label_path``.
+    FloatTensor[1,H,W] in [-1,1] (Canny edges of that photo, with ``opt.need_edges``), ``feat``
+    FloatTensor[feat_num,H,W] (the precomputed map in ``{dataroot}/{phase}_feat``, with ``opt.need_feature_maps``;
+    resized, cropped and flipped as the label map, nearest), ``key``, ``label_path``.
     Augmentation draws from ``random.Random(f"{seed}-{epoch}-{index}")``: call ``set_epoch``.
     """
 
@@ -138,6 +141,9 @@ class LayoutDataset(Dataset):
         if not self.samples:
             raise DataError(f"{opt.dataroot}: no label maps found")
         self.has_images: bool = all(s.image is not None for s in self.samples)
+        if getattr(opt, "need_feature_maps", False):  # a missing map fails now, not hours into training
+            folder = feature_dir(opt.dataroot, opt.phase)
+            self.feature_maps = {s.key: find_feature_map(folder, s.key) for s in self.samples}
 
     def find_samples(self) -> list[Sample]:
         """The dataset's examples; subclasses must implement it."""
@@ -191,6 +197,9 @@ class LayoutDataset(Dataset):
         }
         if not opt.no_instance:
             item["inst"] = self._instance(sample, label.shape, params)
+        if getattr(opt, "need_feature_maps", False):
+            feat = read_feature_map(self.feature_maps[sample.key], opt.feat_num, label.shape)
+            item["feat"] = torch.from_numpy(apply_to_label(feat, params)).permute(2, 0, 1).contiguous()
         if sample.image is not None:
             image = read_image(sample.image)
             _check_same_size(sample.image, image.shape, sample.label, label.shape)
@@ -199,6 +208,16 @@ class LayoutDataset(Dataset):
             if getattr(opt, "need_edges", False):  # on the transformed photo, so edges align with the crop/flip
                 item["edge"] = edge_tensor(image, opt.canny_low, opt.canny_high)
         return item
+
+    def source_segments(self, index: int, by_instance: bool) -> np.ndarray:
+        """Sample ``index``'s untransformed instance map (``by_instance``) or label ids: what its features are
+        constant over at the file's own size."""
+        sample = self.samples[index]
+        if by_instance:
+            if sample.inst is None:
+                raise DataError(f"{sample.label}: no instance map for this label map")
+            return read_instance(sample.inst)
+        return self._label_ids(read_label(sample.label), sample.label)
 
     def _instance(self, sample: Sample, label_shape: tuple[int, ...], params: Any) -> torch.Tensor:
         """The sample's transformed instance map; DataError if it has none or its size differs."""

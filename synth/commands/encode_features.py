@@ -30,8 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not model.use_features:
             raise OptionError(f"{opt.name}: this model was trained without --instance_feat / --label_feat")
         opt.size_multiple = generator_size_multiple(opt)
+        opt.need_feature_maps = not model.has_encoder  # a --load_features run: cluster its precomputed maps
         dataset = create_dataset(opt)
-        if not dataset.has_images:
+        if model.has_encoder and not dataset.has_images:
             raise OptionError(f"{opt.dataroot}: encoding features needs the real images of phase '{opt.phase}'")
         loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
         features = collect_instance_features(model, loader, args.min_area_fraction, not opt.no_progress)

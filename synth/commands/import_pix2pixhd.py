@@ -20,8 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         from synth.options import parse_train_options
 
-        path = import_pix2pixhd_run(args.pix2pixhd_dir, args.pix2pixhd_epoch, parse_train_options(rest))
-        print(f"wrote {path}")
+        for path in import_pix2pixhd_run(args.pix2pixhd_dir, args.pix2pixhd_epoch, parse_train_options(rest)):
+            print(f"wrote {path}")
         return 0
 
     return run_cli(body)

@@ -90,11 +90,21 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     return {(k[7:] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
-def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, what: str) -> None:
+#: Buffers CSAIL's SynchronizedBatchNorm keeps per BatchNorm layer besides PyTorch's (its published files carry
+#: them); they hold no statistics the forward pass uses.
+SYNC_BN_EXTRAS = ("_tmp_running_mean", "_tmp_running_var", "_running_iter")
+
+
+def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, what: str,
+               sync_bn_extras: bool = False) -> None:
     """Load ``state`` with strict names and shapes; BatchNorm ``num_batches_tracked`` counters, which checkpoints
-    saved by PyTorch before 0.4.1 lack, are kept from the module. Mismatches become one CheckpointError line."""
+    saved by PyTorch before 0.4.1 lack, are kept from the module, and with ``sync_bn_extras`` the
+    SynchronizedBatchNorm buffers of one of our BatchNorm layers are dropped. Any other mismatch is one
+    CheckpointError line naming the file and the first keys."""
     own = module.state_dict()
     state = dict(state)
+    if sync_bn_extras:
+        state = {k: v for k, v in state.items() if not _is_sync_bn_extra(k, own)}
     for key, value in own.items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = value
@@ -104,14 +114,20 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], path: str |
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} of other shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
         raise CheckpointError(f"{path}: not {what} weights: " + ", ".join(parts))
     module.load_state_dict(state, strict=True)
+
+
+def _is_sync_bn_extra(key: str, own: Mapping[str, torch.Tensor]) -> bool:
+    """``layer._tmp_running_mean`` etc. where ``layer`` is a BatchNorm layer of ours (it has running_mean)."""
+    prefix, _, name = key.rpartition(".")
+    return name in SYNC_BN_EXTRAS and f"{prefix}.running_mean" in own
 
 
 def load_segmenter(name: str, weights: str | None, num_classes: int, device: str | torch.device = "cpu") -> nn.Module:

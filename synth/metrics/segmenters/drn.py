@@ -131,5 +131,6 @@ def build_drn_d_105(weights: str | None, num_classes: int = 19) -> nn.Module:
     path = None if weights == "random" else require_file(weights, DRN_WEIGHTS_FILE, "DRN-D-105 Cityscapes", DRN_SOURCE)
     net = DRNSeg(num_classes)
     if path is not None:
-        load_exact(net, read_state_dict(path, "DRN-D-105"), path, "DRN-D-105 (DRNSeg) Cityscapes")
+        load_exact(net, read_state_dict(path, "DRN-D-105"), path, "DRN-D-105 (DRNSeg) Cityscapes",
+                  sync_bn_extras=True)
     return NormalizedSegmenter(net, CITYSCAPES_MEAN, CITYSCAPES_STD)

@@ -171,6 +171,7 @@ def build_upernet101(weights: str | None, num_classes: int = 150) -> nn.Module:
     net = UPerNetSegmenter(num_classes)
     if files is not None:
         enc, dec = files
-        load_exact(net.encoder, read_state_dict(enc, "UPerNet encoder"), enc, "ResNet-101 UPerNet encoder")
-        load_exact(net.decoder, read_state_dict(dec, "UPerNet decoder"), dec, "UPerNet decoder")
+        load_exact(net.encoder, read_state_dict(enc, "UPerNet encoder"), enc, "ResNet-101 UPerNet encoder",
+                   sync_bn_extras=True)
+        load_exact(net.decoder, read_state_dict(dec, "UPerNet decoder"), dec, "UPerNet decoder", sync_bn_extras=True)
     return NormalizedSegmenter(net, IMAGENET_MEAN, IMAGENET_STD)
