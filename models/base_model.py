@@ -10,6 +10,8 @@ A new model subclasses ``LayoutModel``, registers itself with ``@MODELS.register
   sums are what the trainer back-propagates (weights already applied), plus the generated image for visuals;
 - ``networks() -> dict[str, nn.Module]``: every network to checkpoint, by name;
 - ``generator_parameters(epoch)`` / ``discriminator_parameters()``: what each optimizer updates;
+- optionally ``stateful_parts() -> dict[str, nn.Module]``: modules outside ``networks()`` whose state an exact
+  resume needs (memory banks, EMA copies, image pools); their state dicts go into the checkpoint as ``extra``;
 - optionally ``needed_files(opt, for_training)``: files named by flags that the model needs (a pretrained run's
   checkpoint, a label file); the application layer reads them and hands them to ``__init__`` as keywords
   (``SuppliedFile``), so a model never opens files itself.
@@ -83,6 +85,24 @@ class LayoutModel(nn.Module):
         """Network ``name`` ('G', 'D', ...) through its wrapper when one is installed."""
         net = self.runners.get(name) or getattr(self, f"net{name}")
         return net(*inputs)
+
+    def stateful_parts(self) -> dict[str, nn.Module]:
+        """Modules besides the networks whose state a resume needs (e.g. a memory bank), by name; none by default."""
+        return {}
+
+    def extra_state(self) -> dict[str, dict[str, Any]]:
+        """The state dicts of ``stateful_parts``, for the checkpoint's ``extra`` entry."""
+        return {name: part.state_dict() for name, part in self.stateful_parts().items()}
+
+    def load_extra_state(self, state: dict[str, dict[str, Any]]) -> list[str]:
+        """Restore what ``extra_state`` saved (strictly); returns the parts ``state`` lacks (an older checkpoint)."""
+        missing = []
+        for name, part in self.stateful_parts().items():
+            if name in state:
+                part.load_state_dict(state[name], strict=True)
+            else:
+                missing.append(name)
+        return missing
 
     def encode_input(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError

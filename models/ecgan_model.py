@@ -117,6 +117,10 @@ class ECGANModel(Pix2PixHDModel):
             nets.update({name: getattr(self, f"net{name}") for name in ("L", "P") if hasattr(self, f"net{name}")})
         return nets
 
+    def stateful_parts(self) -> dict[str, nn.Module]:
+        """The contrastive loss's memory bank of past embeddings."""
+        return {"contrast_memory": self.contrast_loss} if hasattr(self, "contrast_loss") else {}
+
     # ----- inference --------------------------------------------------------------------------------------
     def forward(self, generator_input: torch.Tensor) -> torch.Tensor:
         """The final image I''."""

@@ -4,14 +4,14 @@ used as a learned loss; its outputs are the generator's per-instance, per-layer 
 ``--model ghfeat`` trains ``HierarchicalEncoder``; ``--model ghfeat_baseline`` trains ``PooledCodeEncoder``
 (pix2pixHD's instance-average-pooled encoder + per-layer affine maps) under the same objective, for comparison.
 ``--ghfeat_generator PATH`` names a ``--model modulated`` checkpoint (file or run folder): its G is loaded frozen
-(eval mode, no gradients) and its D initialises this run's D. Objective: pixel MSE, VGG19 perceptual (only with
-``--vgg_weights``), non-saturating adversarial loss on reconstructions, and R1 on real images for D.
+(eval mode, no gradients) and its D initialises this run's D. Objective: pixel MSE, VGG19 perceptual (off only
+with ``--no_vgg_loss`` or ``--lambda_perceptual 0``), non-saturating adversarial loss on reconstructions, and
+R1 on real images for D.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +80,7 @@ class GHFeatModel(LayoutModel):
         if is_train:
             g.add_argument("--lambda_mse", type=float, default=1.0, help="weight of the pixel MSE")
             g.add_argument("--lambda_perceptual", type=float, default=5e-5,
-                           help="weight of the VGG perceptual loss (only with --vgg_weights)")
+                           help="weight of the VGG perceptual loss (0: off; needs VGG19 weights otherwise)")
             g.add_argument("--lambda_adv", type=float, default=0.08, help="weight of the adversarial loss")
             g.add_argument("--r1_gamma", type=float, default=10.0, help="R1 penalty weight gamma (gamma/2 * R1)")
             parser.set_defaults(lr=1e-4, beta1=0.9, beta2=0.99, lr_policy="step", lr_decay_epochs=2, lr_gamma=0.8)
@@ -117,13 +117,9 @@ class GHFeatModel(LayoutModel):
         self.netD = build_discriminator(opt, semantic_channels(opt) + opt.output_nc)
         if state is not None and "D" in state["nets"]:
             self.netD.load_state_dict(state["nets"]["D"])
-        self.vgg_loss = None
-        if getattr(opt, "vgg_weights", None) and not opt.no_vgg_loss:
+        self.vgg_loss = None  # switched off only by a flag the run's options record, never for want of weights
+        if not opt.no_vgg_loss and opt.lambda_perceptual > 0:
             self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
-        elif vgg is not None:
-            self.vgg_loss = VGGLoss(vgg)
-        else:
-            print("note: GH-Feat perceptual loss skipped (no --vgg_weights given)", file=sys.stderr)
 
     def build_encoder(self, opt: argparse.Namespace) -> nn.Module:
         """The hierarchical (ResNet + FPN) encoder; in the generator's code space its affines are frozen."""

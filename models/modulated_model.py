@@ -92,6 +92,14 @@ class ModulatedModel(Pix2PixHDModel):
             nets["D"] = self.netD
         return nets
 
+    def use_runners(self, runners: dict[str, nn.Module]) -> None:
+        """Under DDP the band-control term cannot apply (it calls E's methods, outside E's wrapper, so their
+        gradients would not be synchronised): that stops the run unless --lambda_band 0 switches the term off."""
+        if "E" in runners and getattr(self.opt, "lambda_band", 0) > 0:
+            raise OptionError(f"--model {self.opt.model} under torchrun cannot apply the band-control term (it "
+                              f"calls E outside DDP); pass --lambda_band 0 to train without it")
+        super().use_runners(runners)
+
     def segment_ids(self, batch: dict) -> torch.Tensor:
         """Instance ids (label ids with --no_instance): what codes are pooled over and painted through."""
         device = next(self.netG.parameters()).device
@@ -116,7 +124,7 @@ class ModulatedModel(Pix2PixHDModel):
         if real is None:
             raise ValueError("training needs real images in the batch")
         segments = index_segments(self.segment_ids(batch))  # numbered once per step, used by E, G and the bands
-        if self.runners.get("E") is not None:  # under DDP: E's own forward, no band term (see docs/ghfeat.md)
+        if self.runners.get("E") is not None:  # under DDP (--lambda_band 0, see use_runners): E's own forward
             return self.reconstruction_losses(semantics, self.synthesize(semantics, segments, self.encode_codes(
                 real, segments)), real)
         real_bands = frequency_bands(real, segments, self.netE.cell)

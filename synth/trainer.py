@@ -2,13 +2,20 @@
 precision, checkpoints and exact resume, logging and the training web page.
 
 The hot path (``train_step``) runs G once, D once on the joint real/fake batch, then back-propagates the G terms
-into G's parameters only and the D terms into D's only; it reads no value back to the host.
+into G's parameters only and the D terms into D's only; it reads no value back to the host (a non-finite loss is
+noted on the device and read when losses are printed or a checkpoint is about to be written).
+
+Exact resume: every random draw of a step comes from torch's global generator, whose state the checkpoint holds;
+the data order and augmentation come from (seed, epoch, index), and the DataLoader draws its worker seed from a
+generator of its own, reseeded each epoch, so building an epoch's iterator leaves the global one untouched.
+Models' state outside their networks (e.g. ECGAN's memory bank) is saved as ``extra``.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +35,8 @@ from synth.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from synth.core.errors import CheckpointError, OptionError
+from synth.core.atomic import remove_stale_temporaries
+from synth.core.errors import CheckpointError, OptionError, SynthError
 from synth.data import create_dataset
 from synth.distributed import init_distributed, shutdown_distributed, wrap_ddp
 from synth.logger import NullLogger, RunLogger
@@ -36,6 +44,53 @@ from synth.models.base_model import StepOutput
 from synth.models.pix2pixhd_model import generator_size_multiple
 from synth.options import options_to_dict, save_options
 from synth.runtime import autocast, prepare_networks
+
+
+class NonFiniteError(SynthError):
+    """A loss term or a weight became NaN or infinite; training stops before anything non-finite is saved."""
+
+
+class LossGuard:
+    """Notes on the device the first iteration at which each loss term was not finite (no host sync per step);
+    ``check`` reads that back, when losses are printed or before a save, and raises NonFiniteError."""
+
+    NONE = 2**62  # "no bad iteration yet"; the minimum over steps (and processes) is the first bad one
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.first_bad: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def observe(self, terms: dict[str, torch.Tensor], iteration: int) -> None:
+        """Fold this iteration's loss ``terms`` into the device-side record."""
+        names = tuple(terms)
+        if names != self.names:  # another set of terms (rare): settle the old record first
+            self.check()
+            self.names, self.first_bad = names, None
+        values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        if self.first_bad is None:
+            self.first_bad = torch.full((len(names),), self.NONE, dtype=torch.long, device=values.device)
+            self.values = torch.zeros_like(values)
+        fresh = ~torch.isfinite(values) & (self.first_bad == self.NONE)
+        self.first_bad = torch.where(fresh, iteration, self.first_bad)
+        self.values = torch.where(fresh, values, self.values)
+
+    def check(self, dist_enabled: bool = False, epoch: int | None = None) -> None:
+        """Raise NonFiniteError naming the first iteration and term that were not finite (all processes agree)."""
+        if self.first_bad is None:
+            return
+        local = self.first_bad.clone()
+        first = local.clone()
+        if dist_enabled:
+            torch.distributed.all_reduce(first, op=torch.distributed.ReduceOp.MIN)
+        first_list, local_list = first.tolist(), local.tolist()
+        if min(first_list) == self.NONE:
+            return
+        k = first_list.index(min(first_list))
+        value = f"{self.values[k].item()}" if local_list[k] == first_list[k] else "not finite (on another process)"
+        where = f" (epoch {epoch})" if epoch is not None else ""
+        raise NonFiniteError(f"iteration {first_list[k]}{where}: loss term {self.names[k]} is {value}; training "
+                             f"stopped, the checkpoints were left as they were")
 
 
 class EpochSampler(Sampler[int]):
@@ -114,6 +169,8 @@ class Trainer:
         self.dist = init_distributed(opt)
         self.device = torch.device(opt.device)
         self.dir = run_dir(opt)
+        if self.dist.is_main:
+            self._remove_stale_temporaries()
         resume_state = self._resume_state()
         opt.size_multiple = generator_size_multiple(opt)
         self.dataset = create_dataset(opt)
@@ -122,9 +179,10 @@ class Trainer:
         self.sampler = EpochSampler(
             len(self.dataset), opt.seed, not opt.serial_batches, self.dist.rank, self.dist.world_size
         )
+        self.loader_generator = torch.Generator()  # worker seeds; never the global generator (see module doc)
         self.loader = DataLoader(
             self.dataset, batch_size=opt.batchSize, sampler=self.sampler, num_workers=opt.nThreads,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            pin_memory=self.device.type == "cuda", persistent_workers=False, generator=self.loader_generator,
         )
         torch.manual_seed(opt.seed)
         random.seed(opt.seed)
@@ -134,6 +192,7 @@ class Trainer:
         if opt.load_pretrain and resume_state is None:
             self._load_pretrained_global(opt.load_pretrain)
         self.epoch, self.epoch_iter, self.total_iters, self.total_images = 1, 0, 0, 0
+        self.guard = LossGuard()
         self.scalers = {
             name: torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16") for name in ("G", "D")
         }
@@ -143,6 +202,13 @@ class Trainer:
         self.logger = RunLogger(opt, self.dir) if self.dist.is_main else NullLogger()
 
     # ----- set-up -----------------------------------------------------------------------------------------
+    def _remove_stale_temporaries(self) -> None:
+        """Delete what saves killed between their temporary write and rename left in the run folder."""
+        stale = remove_stale_temporaries(self.dir)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) that interrupted saves left in {self.dir}: "
+                  f"{', '.join(p.name for p in stale)}", flush=True)
+
     def _resume_state(self) -> dict | None:
         """With --continue_train: the checkpoint to resume (architecture flags taken from it)."""
         if not self.opt.continue_train:
@@ -213,6 +279,7 @@ class Trainer:
                 "total_iters": self.total_iters, "total_images": self.total_images,
             },
             "rng": rng_state(),
+            "extra": self.model.extra_state(),
         }
 
     def _restore(self, state: dict) -> None:
@@ -233,14 +300,44 @@ class Trainer:
         for name, scaler in self.scalers.items():
             if state.get("scalers", {}).get(name):
                 scaler.load_state_dict(state["scalers"][name])
+        for name in self.model.load_extra_state(state.get("extra", {})):
+            print(f"note: {path} holds no saved {name} (written before it was checkpointed); it restarts empty, "
+                  f"so this resume is not exact", file=sys.stderr, flush=True)
         set_rng_state(state["rng"])
 
     def save(self, which: str | int) -> Path:
-        """Write latest.pt or epoch_NNN.pt atomically (the main process only)."""
+        """Write latest.pt or epoch_NNN.pt atomically (the main process only), never a non-finite model: every
+        process checks the losses since the last check, and its weights, first."""
+        self.guard.check(self.dist.enabled, self.epoch)
+        self._check_weights()
         path = checkpoint_path(self.opt, which)
         if self.dist.is_main:
             save_checkpoint(path, self.state_dict())
         return path
+
+    def _check_weights(self) -> None:
+        """NonFiniteError if a network's weights are not finite (one host sync, at save time only)."""
+        for name, net in self.model.networks().items():
+            params = [p.detach() for p in net.parameters()]
+            if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+                raise NonFiniteError(f"iteration {self.total_iters} (epoch {self.epoch}): the weights of network "
+                                     f"{name} are not finite; training stopped, the checkpoints were left as they were")
+
+    def _snapshot_due(self, epoch: int) -> bool:
+        """Whether epoch_NNN.pt is written at the end of ``epoch`` (every --save_epoch_freq epochs, and the last)."""
+        every = self.opt.save_epoch_freq
+        return (every > 0 and epoch % every == 0) or epoch == self.last_epoch()
+
+    def _write_skipped_snapshot(self) -> None:
+        """A run killed between latest.pt and epoch_NNN.pt at an epoch end lacks that snapshot; latest.pt holds
+        exactly the state it would have had, so write it now and say so."""
+        done = self.epoch - 1
+        if self.epoch_iter or done < 1 or not self._snapshot_due(done):
+            return
+        path = checkpoint_path(self.opt, done)
+        if self.dist.is_main and not path.exists():
+            self.save(done)
+            print(f"wrote {path}, the epoch snapshot an interrupted save had skipped", flush=True)
 
     # ----- the loop --------------------------------------------------------------------------------------
     def train_step(self, batch: dict) -> StepOutput:
@@ -273,6 +370,8 @@ class Trainer:
             save_options(opt, self.dir / "opt.yaml")
         last = checkpoint_path(opt, "latest")
         try:
+            if opt.continue_train:
+                self._write_skipped_snapshot()
             while self.epoch <= self.last_epoch():
                 if self._run_epoch():
                     return self.save("latest")
@@ -281,7 +380,7 @@ class Trainer:
                 if self.epoch - 1 == opt.niter_fix_global and opt.netG == "local":
                     self._build_generator_optimizer()  # pix2pixHD: from now on the global generator trains as well
                 last = self.save("latest")
-                if (self.epoch - 1) % opt.save_epoch_freq == 0 or self.epoch > self.last_epoch():
+                if self._snapshot_due(self.epoch - 1):
                     self.save(self.epoch - 1)
         finally:
             self.logger.close()
@@ -292,16 +391,19 @@ class Trainer:
         opt = self.opt
         self._set_learning_rate()
         self.dataset.set_epoch(self.epoch)
+        self.loader_generator.manual_seed(opt.seed * 1_000_003 + self.epoch)
         self.sampler.set_epoch(self.epoch, skip=self.epoch_iter // self.dist.world_size)
         bar = self.logger.epoch_bar(self.epoch, len(self.dataset), self.epoch_iter)
         for batch in self.loader:
             out = self.train_step(batch)
+            self.guard.observe({**out.g_losses, **out.d_losses}, self.total_iters + 1)
             n = batch["label"].shape[0] * self.dist.world_size  # images of the global batch
             self.epoch_iter += n
             self.total_images += n
             self.total_iters += 1
             bar.update(n)
             if self._crossed(opt.print_freq, n):
+                self.guard.check(self.dist.enabled, self.epoch)  # the losses are read back here anyway
                 self.logger.log_losses(out, self.epoch, self.epoch_iter, self.total_iters, bar)
             if self._crossed(opt.display_freq, n):
                 self.logger.log_visuals(batch, out.fake, self.epoch, self.total_iters, out.visuals)

@@ -59,17 +59,25 @@ def sample_pixels(labels: torch.Tensor, ignore_index: int, max_samples: int, gen
 
 class PixelContrastLoss(nn.Module):
     """The contrastive term: samples anchor pixels of the batch, projects nothing itself (the model's projection
-    head does), and keeps a FIFO memory bank of past embeddings (a buffer, not checkpointed)."""
+    head does), and keeps a FIFO memory bank of past embeddings: buffers and a fill count in its state dict, which
+    the model hands the trainer as extra state (``stateful_parts``) so a resumed run continues with the same bank."""
 
     def __init__(self, dim: int, temperature: float = 0.1, max_anchors: int = 1024, memory_size: int = 0) -> None:
         super().__init__()
         self.temperature = temperature
         self.max_anchors = max_anchors
         self.memory_size = memory_size
-        self.register_buffer("bank", torch.zeros(memory_size, dim), persistent=False)
-        self.register_buffer("bank_labels", torch.full((memory_size,), -1, dtype=torch.long), persistent=False)
-        self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long), persistent=False)
-        self.bank_filled = 0
+        self.register_buffer("bank", torch.zeros(memory_size, dim))
+        self.register_buffer("bank_labels", torch.full((memory_size,), -1, dtype=torch.long))
+        self.register_buffer("bank_ptr", torch.zeros((), dtype=torch.long))
+        self.bank_filled = 0  # a host-side count, so reading the bank needs no sync
+
+    def get_extra_state(self) -> dict[str, int]:
+        """The fill count goes into the state dict beside the buffers."""
+        return {"filled": self.bank_filled}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.bank_filled = int(state["filled"])
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Loss of anchor ``embeddings`` [A, D] (normalised) with ``labels`` [A]; then they enter the bank."""

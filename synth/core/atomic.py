@@ -6,10 +6,14 @@ A crash or a full disk mid-write leaves the previous file intact. A leaf module 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+#: What ``tempfile.mkstemp`` names the temporary file of ``atomic_write``: ``.NAME.XXXXXXXX.tmp``.
+TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -40,3 +44,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes left in ``folder`` and below (a kill mid-save);
+    returns them. Call it only when nothing writes into ``folder``, e.g. when a run starts."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in sorted(folder.rglob(".*.tmp")) if TEMPORARY_NAME.match(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

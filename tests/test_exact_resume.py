@@ -1,0 +1,102 @@
+"""Exact resume for every registered model: a run stopped mid-epoch or at an epoch end and continued with
+--continue_train ends with the weights (and the saved extra state, e.g. ECGAN's memory bank) of a run never
+stopped, to 1e-6. Each run: 6 images, batch 2 -> 3 iterations per epoch, 2 epochs."""
+
+import pytest
+import torch
+
+from synth.checkpoint import load_checkpoint
+from synth.commands.selfcond import main as selfcond_main
+from synth.models.registry import MODELS
+from synth.options import parse_train_options
+from synth.trainer import Trainer
+from tests.conftest import tiny_flags
+
+pytestmark = pytest.mark.slow
+
+ECGAN = [
+    "--model",
+    "ecgan",
+    "--ngf_label",
+    "4",
+    "--n_blocks_label",
+    "1",
+    "--contrast_dim",
+    "8",
+    "--contrast_anchors",
+    "32",
+    "--contrast_memory",
+    "48",
+    "--sim_pixels",
+    "64",
+]
+
+#: model case -> extra flags ("{mod}" and "{labels}" are filled in from the pretrained fixture)
+CASES = {
+    "pix2pixHD": [],
+    "pix2pixHD_features": ["--instance_feat", "--nef", "4", "--n_downsample_E", "2"],
+    "local_enhancer": [
+        "--netG",
+        "local",
+        "--n_local_enhancers",
+        "1",
+        "--n_blocks_local",
+        "1",
+        "--niter_fix_global",
+        "1",
+    ],
+    "ecgan": ECGAN,
+    "modulated": ["--model", "modulated", "--nef", "4"],
+    "ghfeat": ["--model", "ghfeat", "--ghfeat_generator", "{mod}", "--ghfeat_width", "4"],
+    "ghfeat_baseline": ["--model", "ghfeat_baseline", "--ghfeat_generator", "{mod}"],
+    "selfcond": ["--model", "selfcond", "--sc_pretrained", "{mod}", "--sc_labels", "{labels}", "--sc_bins", "4"],
+}
+
+
+def test_every_registered_model_has_a_case():
+    assert {flags[1] for flags in CASES.values() if flags[:1] == ["--model"]} | {"pix2pixHD"} == set(MODELS.names())
+
+
+@pytest.fixture(scope="module")
+def pretrained(demo_root, tmp_path_factory):
+    """A tiny --model modulated run (the generator of GH-Feat and self-cond) and its pseudo-label file."""
+    ck = tmp_path_factory.mktemp("pretrained")
+    flags = tiny_flags(demo_root, ck, "mod") + ["--model", "modulated", "--nef", "4", "--max_iters", "2"]
+    Trainer(parse_train_options(flags)).train()
+    test_flags = ["--name", "mod", "--checkpoints_dir", str(ck), "--device", "cpu", "--no_progress"]
+    assert selfcond_main(["direction", "--method", "kmeans", "--out", str(ck / "dir.npz"), *test_flags]) == 0
+    assert (
+        selfcond_main(
+            ["label", "--direction", f"stripes={ck / 'dir.npz'}", "--out", str(ck / "labels.npz"), *test_flags]
+        )
+        == 0
+    )
+    return {"mod": str(ck / "mod"), "labels": str(ck / "labels.npz")}
+
+
+def _flags(root, checkpoints, case: str, pretrained: dict) -> list[str]:
+    extra = [flag.format(**pretrained) for flag in CASES[case]]
+    return tiny_flags(root, checkpoints, case) + ["--max_dataset_size", "6", "--print_freq", "2", *extra]
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    for net in a["nets"]:
+        for key, value in a["nets"][net].items():
+            torch.testing.assert_close(b["nets"][net][key], value, rtol=0, atol=1e-6, msg=f"{net}.{key}")
+    assert a["progress"] == b["progress"] and a["extra"].keys() == b["extra"].keys()
+    for part in a["extra"]:
+        for key, value in a["extra"][part].items():
+            torch.testing.assert_close(b["extra"][part][key], value, rtol=0, atol=1e-6, msg=f"{part}.{key}")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resume_mid_epoch_and_at_an_epoch_end_equals_a_straight_run(case, demo_root, tmp_path, pretrained):
+    needs = pretrained if "{" in " ".join(CASES[case]) else {}
+    straight = load_checkpoint(Trainer(parse_train_options(_flags(demo_root, tmp_path / "a", case, needs))).train())
+    for stop_at in (2, 3):  # mid-epoch 1, end of epoch 1
+        checkpoints = tmp_path / f"stop{stop_at}"
+        flags = _flags(demo_root, checkpoints, case, needs)
+        Trainer(parse_train_options(flags + ["--max_iters", str(stop_at)])).train()
+        resumed = Trainer(parse_train_options(flags + ["--continue_train"]))
+        assert resumed.total_iters == stop_at
+        _assert_same_state(straight, load_checkpoint(resumed.train()))
