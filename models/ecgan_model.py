@@ -207,10 +207,11 @@ class ECGANModel(Pix2PixHDModel):
         """The pixel-wise contrastive loss on embeddings of up to --contrast_anchors pixels of the whole batch."""
         labels = batch["label"].to(features.device, non_blocking=True)
         ignore = self.opt.label_nc if self.opt.contain_dontcare_label else -1
-        index = sample_pixels(labels, ignore, self.opt.contrast_anchors)
+        index, filled = sample_pixels(labels, ignore, self.opt.contrast_anchors, num_classes=self.opt.label_nc + 1)
         flat = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
         embeddings = self.run("P", flat[index])
-        return self.contrast_loss(embeddings.float(), labels.reshape(-1)[index])
+        anchor_labels = torch.where(filled, labels.reshape(-1)[index], -1)  # -1: an empty slot, no anchor
+        return self.contrast_loss(embeddings.float(), anchor_labels)
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
         """G (only its local enhancers and ECGAN heads during --niter_fix_global), E, G_l and the projection head."""

@@ -62,8 +62,25 @@ def test_memory_bank_fills_as_a_ring_and_sampling_ignores_dontcare():
     loss(emb, torch.tensor([2, 2, 2]))
     assert loss.bank_filled == 5 and loss.bank_labels.tolist() == [2, 1, 1, 2, 2]
     labels = torch.tensor([[[[0, 0, 5, 5], [1, 5, 5, 5]]]])
-    index = sample_pixels(labels, ignore_index=5, max_samples=10)
-    assert sorted(index.tolist()) == [0, 1, 4]
+    index, filled = sample_pixels(labels, ignore_index=5, max_samples=10)
+    assert len(index) == 8 and sorted(index[filled].tolist()) == [0, 1, 4] and int(filled.sum()) == 3
+    index, filled = sample_pixels(labels, ignore_index=5, max_samples=2)
+    assert filled.all() and set(index.tolist()) <= {0, 1, 4}
+
+
+def test_sampling_is_class_balanced_and_empty_slots_take_no_part():
+    labels = torch.zeros(1, 1, 40, 40, dtype=torch.long)
+    labels[0, 0, :2, :2] = 1  # 4 pixels of class 1 among 1596 of class 0
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.cat([labels.reshape(-1)[sample_pixels(labels, -1, 2, generator)[0]] for _ in range(400)])
+    assert 0.4 < drawn.float().mean().item() < 0.6  # each class equally likely, whatever its area
+    emb = torch.nn.functional.normalize(torch.randn(4, 3), dim=1)
+    full = pixel_contrast_loss(emb[:3], torch.tensor([0, 0, 1]))
+    assert torch.allclose(pixel_contrast_loss(emb, torch.tensor([0, 0, 1, -1])), full)  # -1: not a key either
+    lone = pixel_contrast_loss(emb, torch.tensor([-1, -1, -1, 2]))
+    assert lone.item() == 0.0  # no anchor with a positive: zero, not NaN
+    index, filled = sample_pixels(labels, -1, 3, torch.Generator().manual_seed(1), num_classes=2)
+    assert torch.equal(index, sample_pixels(labels, -1, 3, torch.Generator().manual_seed(1))[0]) and filled.all()
 
 
 def test_similarity_loss_is_zero_exactly_for_the_true_layout():

@@ -22,7 +22,9 @@ def pixel_contrast_loss(
 ) -> torch.Tensor:
     """Mean of L_i over anchors ``embeddings`` [A, D] (normalised) with class ``labels`` [A] that have a positive.
 
-    Keys are the other anchors plus the (detached) bank; an anchor is never its own positive.
+    Keys are the other anchors plus the (detached) bank; an anchor is never its own positive. Label -1 marks an
+    empty slot (an anchor ``sample_pixels`` could not fill, an unfilled bank row): it is neither anchor nor key.
+    Nothing is read back to the host.
     """
     keys, key_labels = embeddings, labels
     if bank_embeddings is not None and bank_embeddings.shape[0] > 0:
@@ -32,31 +34,37 @@ def pixel_contrast_loss(
     same = labels[:, None] == key_labels[None, :]
     not_self = torch.ones_like(same)
     not_self[:, : labels.shape[0]].fill_diagonal_(False)
-    positives = same & not_self
-    negatives = ~same
+    filled = (labels >= 0)[:, None] & (key_labels >= 0)[None, :]
+    positives = same & not_self & filled
+    negatives = ~same & filled
     neg_lse = logits.masked_fill(~negatives, float("-inf")).logsumexp(dim=1, keepdim=True)  # -inf: no negatives
     per_pair = torch.logaddexp(logits, neg_lse) - logits  # -log(e^p / (e^p + sum e^n))
     n_pos = positives.sum(dim=1)
     per_anchor = (per_pair * positives).sum(dim=1) / n_pos.clamp(min=1)
-    has_pos = n_pos > 0
-    if not bool(has_pos.any()):
-        return embeddings.sum() * 0.0
-    return per_anchor[has_pos].mean()
+    has_pos = (n_pos > 0).to(per_anchor.dtype)
+    return (per_anchor * has_pos).sum() / has_pos.sum().clamp(min=1)  # 0 (with a graph) when no anchor has one
 
 
-def sample_pixels(labels: torch.Tensor, ignore_index: int, max_samples: int, generator=None) -> torch.Tensor:
-    """Flat indices of up to ``max_samples`` labelled pixels of the whole batch, class-balanced (each present
-    class equally likely), so small objects get anchors too."""
+def sample_pixels(labels: torch.Tensor, ignore_index: int, max_samples: int,
+                  generator: torch.Generator | None = None,
+                  num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat indices, filled) of ``min(max_samples, pixels)`` anchor slots: labelled pixels of the whole batch
+    drawn without replacement, class-balanced (each present class equally likely, so small objects get anchors
+    too); ``filled`` is False for slots left over when fewer pixels are labelled. Weighted sampling by
+    exponential keys (Efraimidis-Spirakis) with a top-k, so no count is read back to the host (give
+    ``num_classes``, an upper bound of the label ids, and the class counts need no sync either)."""
     flat = labels.reshape(-1)
     valid = flat != ignore_index
-    if not bool(valid.any()):
-        return flat.new_zeros(0)
-    counts = torch.bincount(flat[valid])
-    weights = torch.where(valid, 1.0 / counts.clamp(min=1)[flat.clamp(0, counts.numel() - 1)].float(), 0.0)
-    n = min(max_samples, int(valid.sum()))
-    return torch.multinomial(weights, n, replacement=False, generator=generator)
-
-
+    safe = torch.where(valid, flat, 0)
+    if num_classes is None:
+        counts = torch.bincount(safe, weights=valid.float())
+    else:
+        counts = torch.zeros(num_classes, device=flat.device).scatter_add_(0, safe, valid.float())
+    weights = valid.float() / counts.clamp(min=1)[safe]
+    uniform = torch.rand(flat.shape, generator=generator, device=flat.device).clamp(min=1e-12)
+    keys = torch.where(valid, uniform.log() / weights.clamp(min=1e-30), float("-inf"))
+    top = keys.topk(min(max_samples, flat.numel())).indices
+    return top, valid[top]
 class PixelContrastLoss(nn.Module):
     """The contrastive term: samples anchor pixels of the batch, projects nothing itself (the model's projection
     head does), and keeps a FIFO memory bank of past embeddings: buffers and a fill count in its state dict, which
