@@ -71,6 +71,10 @@ def _typed_value(path: str, action: argparse.Action, value: Any) -> Any:
         if not isinstance(value, bool):
             raise OptionError(f"{path}: '{action.dest}' takes true or false, not {value!r}")
         return value
+    if value is None and action.type is not None and action.default is not None:
+        raise OptionError(f"{path}: '{action.dest}' needs a value ({action.type.__name__}), not null")
+    if action.type is int and isinstance(value, float):  # int(1.9) would silently truncate
+        raise OptionError(f"{path}: '{action.dest}' must be int, not {value!r}")
     if value is not None and action.type is not None and not isinstance(value, bool):
         try:
             value = action.type(value)
@@ -129,6 +133,7 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
     for key in ("label_nc", "n_blocks_global", "n_blocks_local", "n_local_enhancers", "nThreads", "seed"):
         if getattr(opt, key) < 0:
             raise OptionError(f"--{key} must not be negative, got {getattr(opt, key)}")
+    _check_ranges(opt)
     if opt.instance_feat and opt.label_feat:
         raise OptionError("--instance_feat and --label_feat exclude each other; choose one")
     if opt.instance_feat and opt.no_instance:
@@ -156,6 +161,28 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
     if opt.amp == "bf16" and opt.device == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 (AVX512-BF16/AMX): --amp bf16 will be much slower than fp32",
               file=sys.stderr)
+
+
+#: Integer flags that must be >= 0 (0 mostly meaning "off" or "all") and >= 1, where the parser has them.
+NON_NEGATIVE = ("max_dataset_size", "max_iters", "niter_fix_global", "print_freq", "display_freq",
+                "save_latest_freq", "how_many", "n_downsample_global", "n_downsample_E")
+AT_LEAST_ONE = ("save_epoch_freq", "lr_decay_epochs")
+
+
+def _check_ranges(opt: argparse.Namespace) -> None:
+    """One line naming the flag for an integer out of its range, and for a ``--which_epoch`` that is neither
+    ``latest`` nor an epoch number."""
+    for key in NON_NEGATIVE:
+        value = getattr(opt, key, None)
+        if isinstance(value, int) and value < 0:
+            raise OptionError(f"--{key} must not be negative, got {value}")
+    for key in AT_LEAST_ONE:
+        value = getattr(opt, key, None)
+        if isinstance(value, int) and value < 1:
+            raise OptionError(f"--{key} must be at least 1, got {value}")
+    epoch = str(getattr(opt, "which_epoch", "latest"))
+    if epoch != "latest" and not (epoch.isdigit() and int(epoch) >= 1):
+        raise OptionError(f"--which_epoch must be 'latest' or an epoch number (1, 2, ...), got {epoch!r}")
 
 
 def resolve_auto_amp(device: str) -> tuple[str, str]:

@@ -124,3 +124,37 @@ def test_amp_auto_picks_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, cap
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith(f"--amp auto: {opt.amp} (") and ("has native" if native else "no native") in line
     assert parse_test_options(["--amp", "auto", "--device", "cpu"]).amp == opt.amp
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--which_epoch", "abc"], "--which_epoch must be 'latest' or an epoch number"),
+    (["--which_epoch", "0"], "--which_epoch must be 'latest' or an epoch number"),
+    (["--save_epoch_freq", "0"], "--save_epoch_freq must be at least 1, got 0"),
+    (["--print_freq", "-5"], "--print_freq must not be negative, got -5"),
+    (["--display_freq", "-1"], "--display_freq must not be negative"),
+    (["--max_dataset_size", "-1"], "--max_dataset_size must not be negative, got -1"),
+    (["--niter_fix_global", "-2"], "--niter_fix_global must not be negative"),
+])
+def test_out_of_range_integers_are_refused_at_parse_time(argv, message):
+    with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_train_options(argv)
+
+
+def test_test_options_check_which_epoch_and_how_many():
+    assert parse_test_options(["--which_epoch", "12"]).which_epoch == "12"
+    with pytest.raises(OptionError, match="--which_epoch must be"):
+        parse_test_options(["--which_epoch", "best"])
+    with pytest.raises(OptionError, match="--how_many must not be negative"):
+        parse_test_options(["--how_many", "-3"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("niter: null\n", "'niter' needs a value \\(int\\), not null"),
+    ("niter: 1.9\n", "'niter' must be int, not 1.9"),
+    ("batchSize: 0\n", "--batchSize must be at least 1"),
+])
+def test_yaml_values_are_checked_like_flags(tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(OptionError, match=message):
+        parse_train_options(["--config", str(config)])
