@@ -15,8 +15,13 @@ from PIL import Image
 
 from synth.core.errors import DataError, OptionError
 from synth.data.io import read_instance, read_label
-from synth.features import FeatureClusters, default_cluster_path, paint_features, sample_segment_features, \
-    segment_classes
+from synth.features import (
+    FeatureClusters,
+    default_cluster_path,
+    paint_features,
+    sample_segment_features,
+    segment_classes,
+)
 from synth.inference import _synthesize, load_generator
 from synth.models.base_model import LayoutModel
 from synth.models.pix2pixhd_model import generator_size_multiple
@@ -28,12 +33,30 @@ MapInput = np.ndarray | Image.Image | torch.Tensor | str | PathLike
 Output = Literal["numpy", "pil", "tensor"]
 
 
-def load_run(name: str, checkpoints_dir: str | PathLike = "checkpoints", which_epoch: str = "latest",
-             device: str = "cpu", amp: str = "none") -> Run:
+def load_run(
+    name: str,
+    checkpoints_dir: str | PathLike = "checkpoints",
+    which_epoch: str = "latest",
+    device: str = "cpu",
+    amp: str = "none",
+) -> Run:
     """The run ``checkpoints_dir/name`` at ``which_epoch``, loaded as synth-test loads it (architecture from the
     checkpoint; a feature run's clusters from its folder)."""
-    opt = parse_test_options(["--name", name, "--checkpoints_dir", str(checkpoints_dir), "--which_epoch",
-                              str(which_epoch), "--device", device, "--amp", amp, "--no_progress"])
+    opt = parse_test_options(
+        [
+            "--name",
+            name,
+            "--checkpoints_dir",
+            str(checkpoints_dir),
+            "--which_epoch",
+            str(which_epoch),
+            "--device",
+            device,
+            "--amp",
+            amp,
+            "--no_progress",
+        ]
+    )
     return Run(load_generator(opt), opt)
 
 
@@ -50,8 +73,9 @@ def as_id_map(value: MapInput, what: str) -> np.ndarray:
     elif isinstance(value, np.ndarray):
         array = value
     else:
-        raise DataError(f"{what}: expected a numpy array, PIL image, torch tensor or file path, not "
-                        f"{type(value).__name__}")
+        raise DataError(
+            f"{what}: expected a numpy array, PIL image, torch tensor or file path, not {type(value).__name__}"
+        )
     array = np.squeeze(array) if array.ndim > 2 else array
     if array.ndim != 2:
         raise DataError(f"{what}: expected an H x W map of ids, got shape {tuple(array.shape)}")
@@ -83,9 +107,15 @@ class Run:
         """Whether synthesize() needs an instance map (runs trained without --no_instance)."""
         return not self.opt.no_instance
 
-    def synthesize(self, label: MapInput, instance: MapInput | None = None,
-                   clusters: Mapping[int, int] | None = None, class_clusters: Mapping[int, int] | None = None,
-                   seed: int = 0, output: Output = "numpy") -> np.ndarray | Image.Image | torch.Tensor:
+    def synthesize(
+        self,
+        label: MapInput,
+        instance: MapInput | None = None,
+        clusters: Mapping[int, int] | None = None,
+        class_clusters: Mapping[int, int] | None = None,
+        seed: int = 0,
+        output: Output = "numpy",
+    ) -> np.ndarray | Image.Image | torch.Tensor:
         """The image synthesized from ``label`` (and ``instance``): uint8 H x W x 3 numpy, a PIL image, or the
         generator's float [3, H, W] tensor in [-1, 1]. Feature runs: ``clusters`` picks a cluster per segment
         (instance id, or class id with --label_feat), ``class_clusters`` one per class; the rest drawn by ``seed``."""
@@ -113,8 +143,14 @@ class Run:
         array = tensor_to_image(image)
         return Image.fromarray(array) if output == "pil" else array
 
-    def feature_table(self, label: np.ndarray, inst: np.ndarray | None, clusters: Mapping[int, int],
-                      class_clusters: Mapping[int, int], seed: int) -> dict[int, np.ndarray]:
+    def feature_table(
+        self,
+        label: np.ndarray,
+        inst: np.ndarray | None,
+        clusters: Mapping[int, int],
+        class_clusters: Mapping[int, int],
+        seed: int,
+    ) -> dict[int, np.ndarray]:
         """Each segment's cluster centre: drawn with ``seed`` first (so a choice leaves the others as they were),
         then the class choices, then the per-segment choices; every id and index is checked."""
         classes = segment_classes(label, self._segments(label, inst))
@@ -150,8 +186,10 @@ class Run:
             raise DataError(f"{where}: label id {int(label_map.max())} >= label_nc {self.label_nc}")
         height, width = label_map.shape
         if height % self.size_multiple or width % self.size_multiple:
-            raise DataError(f"{where}: size {width}x{height} is not a multiple of {self.size_multiple}, "
-                            f"which this run's generator needs")
+            raise DataError(
+                f"{where}: size {width}x{height} is not a multiple of {self.size_multiple}, "
+                f"which this run's generator needs"
+            )
         if instance is None:
             if self.needs_instance:
                 raise DataError(f"{self.name}: this run was trained with instance maps; pass instance=")
@@ -159,8 +197,9 @@ class Run:
         inst_map = as_id_map(instance, "instance")
         if inst_map.shape != label_map.shape:
             inst_where = str(instance) if isinstance(instance, (str, PathLike)) else "instance"
-            raise DataError(f"{inst_where}: size {inst_map.shape[1]}x{inst_map.shape[0]} differs from the label's "
-                            f"{width}x{height}")
+            raise DataError(
+                f"{inst_where}: size {inst_map.shape[1]}x{inst_map.shape[0]} differs from the label's {width}x{height}"
+            )
         return label_map, inst_map if self.needs_instance else None
 
 

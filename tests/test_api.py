@@ -72,21 +72,23 @@ def test_output_kinds_hold_the_same_pixels(tiny_run, paths):
     assert pil.mode == "RGB" and np.array_equal(np.asarray(pil), array)
     assert tensor.shape == (3, *array.shape[:2]) and tensor.dtype == torch.float32
     assert -1 <= float(tensor.min()) and float(tensor.max()) <= 1
-    assert np.array_equal(((tensor.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy(),
-                          array)
+    assert np.array_equal(((tensor.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy(), array)
     assert run.label_nc == 5 and run.needs_instance and run.size_multiple == 4
 
 
-@pytest.mark.parametrize("case, message", [
-    ("big_id", "label: label id 7 >= label_nc 5"),
-    ("sizes", "instance: size 32x28 differs from the label's 32x32"),
-    ("stride", "label: size 30x30 is not a multiple of 4, which this run's generator needs"),
-    ("no_inst", "tiny: this run was trained with instance maps; pass instance="),
-    ("float", "label: holds float64 values; a map of integer ids is expected"),
-    ("rgb", "label: PIL image has mode RGB; a single-channel map of ids is expected"),
-    ("clusters", "tiny: cluster choices need a feature run (--instance_feat/--label_feat)"),
-    ("output", "output must be 'numpy', 'pil' or 'tensor', not 'png'"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("big_id", "label: label id 7 >= label_nc 5"),
+        ("sizes", "instance: size 32x28 differs from the label's 32x32"),
+        ("stride", "label: size 30x30 is not a multiple of 4, which this run's generator needs"),
+        ("no_inst", "tiny: this run was trained with instance maps; pass instance="),
+        ("float", "label: holds float64 values; a map of integer ids is expected"),
+        ("rgb", "label: PIL image has mode RGB; a single-channel map of ids is expected"),
+        ("clusters", "tiny: cluster choices need a feature run (--instance_feat/--label_feat)"),
+        ("output", "output must be 'numpy', 'pil' or 'tensor', not 'png'"),
+    ],
+)
 def test_bad_input_is_one_line(tiny_run, paths, case, message):
     run = load_run("tiny", tiny_run)
     label, inst = read_label(paths[0]), read_instance(paths[1])
@@ -114,8 +116,9 @@ def test_a_missing_label_file_names_it(tiny_run, tmp_path):
 def test_the_docs_example_runs(tiny_run, paths, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(with_paths(doc_example(), "tiny", tiny_run, paths[0]), str(DOC), "exec"), {})
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "synthesized.png")),
-                          load_run("tiny", tiny_run).synthesize(*paths))
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "synthesized.png")), load_run("tiny", tiny_run).synthesize(*paths)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +129,15 @@ def feature_run(demo_root, tmp_path_factory):
     from synth.trainer import Trainer
 
     checkpoints = tmp_path_factory.mktemp("api_feat")
-    flags = tiny_flags(demo_root, checkpoints) + ["--instance_feat", "--nef", "4", "--n_downsample_E", "2",
-                                                  "--max_iters", "2"]
+    flags = tiny_flags(demo_root, checkpoints) + [
+        "--instance_feat",
+        "--nef",
+        "4",
+        "--n_downsample_E",
+        "2",
+        "--max_iters",
+        "2",
+    ]
     Trainer(parse_train_options(flags)).train()
     common = ["--name", "tiny", "--checkpoints_dir", str(checkpoints), "--device", "cpu", "--no_progress"]
     assert encode_features_main(common + ["--n_clusters", "3"]) == 0
@@ -171,8 +181,11 @@ def test_class_choices_and_bad_cluster_choices(feature_run, paths):
     table = feature_run.feature_table(label, inst, {}, {label_id: index}, seed=0)
     assert np.allclose(table[segment], feature_run.clusters.centers[label_id][index])
     count = feature_run.clusters.cluster_count(label_id)
-    with pytest.raises(OptionError, match=rf"^instance {segment}: cluster 99 does not exist; class {label_id} "
-                                          rf"has {count} clusters$"):
+    with pytest.raises(
+        OptionError,
+        match=rf"^instance {segment}: cluster 99 does not exist; class {label_id} "
+        rf"has {count} clusters$",
+    ):
         feature_run.synthesize(label, inst, clusters={segment: 99})
     with pytest.raises(OptionError, match=r"^clusters: instance 123456 is not in the map"):
         feature_run.synthesize(label, inst, clusters={123456: 0})
