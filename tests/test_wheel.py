@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny_flags
+from tests.test_api import doc_example, with_paths
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("synth", "models", "data", "options", "configs", "setup.cfg", "pyproject.toml", "README.md")
@@ -79,6 +80,11 @@ def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, de
                  "--dataroot", str(demo_root), "--results_dir", str(tmp_path / "res"), "--device", "cpu")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "res" / "wheel" / "test_latest" / "index.html").is_file()
+    example = with_paths(doc_example(), "wheel", tmp_path / "ck", demo_root / "test_label" / "demo_00000.png")
+    (work / "api_example.py").write_text(example)
+    result = run(str(bin_dir / "python"), "api_example.py")
+    assert result.returncode == 0, result.stderr[-2000:]  # docs/api.md's example, from the installed wheel
+    assert "wheel label_nc 5 -> (32, 32, 3) uint8" in result.stdout and (work / "synthesized.png").is_file()
     result = run(str(bin_dir / "synth-demo"), "--help")
     assert result.returncode == 0 and "synth-demo" in result.stdout, result.stderr[-2000:]
     result = run(str(bin_dir / "synth-demo"), "--n_train", "4", "--max_iters", "2", "--no_wandb", "--device", "cpu")
