@@ -52,6 +52,14 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels_last", action="store_true", help="NHWC memory layout for the networks")
     g.add_argument("--compile", action="store_true", help="torch.compile the networks (slow first step)")
     g.add_argument("--verbose", action="store_true", help="print the networks")
+    g.add_argument("--fp16", action="store_true", help="pix2pixHD spelling of --amp fp16")
+    g.add_argument("--data_type", type=int, choices=(8, 16, 32), default=32,
+                   help="pix2pixHD spelling: 16 = --amp fp16, 32 = --amp none (8 is not supported)")
+    g.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                   help="set by python -m torch.distributed.launch (becomes LOCAL_RANK)")
+    g.add_argument("--debug", action="store_true",
+                   help="pix2pixHD's debug run: 2 samples, print and display every iteration")
+    g.add_argument("--display_winsize", type=int, default=512, help="image width on the HTML pages")
 
     g = parser.add_argument_group("data")
     g.add_argument("--dataroot", type=str, default="./datasets/cityscapes/")
@@ -84,6 +92,7 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--n_blocks_local", type=int, default=3, help="residual blocks in each local enhancer")
     g.add_argument("--n_local_enhancers", type=int, default=1, help="number of local enhancers")
     g.add_argument("--norm", type=str, default="instance", choices=("instance", "batch"))
+    g.add_argument("--use_dropout", action="store_true", help="dropout (p=0.5) in the generator's residual blocks")
 
     g = parser.add_argument_group("instance features (texture control)")
     g.add_argument("--instance_feat", action="store_true", help="encode per-instance features as extra G input")
@@ -146,6 +155,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--wandb_mode", choices=("offline", "online", "disabled"), default="offline")
     g.add_argument("--wandb_project", type=str, default="synth")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+    g.add_argument("--tf_log", action="store_true", help="also write TensorBoard event files to checkpoints/NAME/logs")
+    g.add_argument("--pool_size", type=int, default=0,
+                   help="pix2pixHD's pool of generated images shown to D (0: off)")
 
 
 def add_test_options(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +167,11 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--which_epoch", type=str, default="latest", help="checkpoint: latest or an epoch number")
     g.add_argument("--results_dir", type=str, default="./results/")
     g.add_argument("--how_many", type=int, default=50, help="how many inputs to synthesize")
+    g.add_argument("--ntest", type=int, default=None, help="pix2pixHD's max test examples: caps --how_many")
+    g.add_argument("--aspect_ratio", type=float, default=1.0, help="saved images resized to width/height = this")
+    g.add_argument("--export_onnx", type=str, default=None, help="export the generator to this ONNX file and stop")
+    g.add_argument("--onnx", type=str, default=None, help="synthesize through onnxruntime with this ONNX file")
+    g.add_argument("--engine", type=str, default=None, help="synthesize through this TensorRT engine file")
     g.add_argument("--use_encoded_image", action="store_true", help="features from the real image via the encoder")
     g.add_argument("--cluster_path", type=str, default=None,
                    help="feature clusters (default checkpoints/NAME/features_clustered_NNN.npz)")

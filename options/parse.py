@@ -152,6 +152,7 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
         if opt.lr_decay_epochs < 1 or not 0 < opt.lr_gamma <= 1:
             raise OptionError("--lr_decay_epochs must be >= 1 and --lr_gamma in (0, 1]")
+    _fold_pix2pixhd_flags(opt)
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
     if opt.amp == "auto":
         opt.amp, reason = resolve_auto_amp(opt.device)
@@ -196,6 +197,55 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
     if cpu_has_native_bf16():
         return "bf16", "this CPU has native bf16 (AVX512-BF16/AMX)"
     return "none", "this CPU has no native bf16 (AVX512-BF16/AMX), fp32 is faster"
+#: pix2pixHD flags parsed but not carried out yet: refused with one line rather than silently ignored.
+_NOT_YET = {
+    "pool_size": "--pool_size (pix2pixHD's image pool) is not implemented yet; drop it (0, the default, is off)",
+    "tf_log": "--tf_log (TensorBoard) is not implemented yet; losses go to loss_log.txt and wandb",
+    "use_dropout": "--use_dropout is not implemented yet; drop it",
+    "export_onnx": "--export_onnx is not wired into test.py yet; use synth-export-onnx",
+    "onnx": "--onnx (onnxruntime inference) is not wired into test.py yet; run synth-test on the checkpoint",
+}
+
+
+def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
+    """pix2pixHD spellings folded into ours (--fp16, --data_type, --local_rank, --debug, --ntest, --engine,
+    several --gpu_ids), or one line saying what to use instead."""
+    import os
+
+    data_type = opt.data_type if "data_type" in getattr(opt, "explicit", ()) else None
+    if getattr(opt, "fp16", False) or data_type == 16:
+        opt.amp = "fp16"
+    elif data_type == 32:
+        opt.amp = "none"
+    elif data_type == 8:
+        raise OptionError("--data_type 8 (int8) is not supported for training or inference; use --data_type 16 "
+                          "(= --amp fp16, CUDA) or --amp bf16")
+    if getattr(opt, "local_rank", None) is not None:
+        os.environ.setdefault("LOCAL_RANK", str(opt.local_rank))
+    for key, line in _NOT_YET.items():
+        if getattr(opt, key, None):
+            raise OptionError(line)
+    if getattr(opt, "aspect_ratio", 1.0) != 1.0:
+        raise OptionError("--aspect_ratio other than 1.0 is not implemented yet; drop it")
+    if getattr(opt, "engine", None):
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            raise OptionError("--engine needs TensorRT, which is not installed; run synth-test on the checkpoint "
+                              "(or export with synth-export-onnx and build an engine elsewhere)") from None
+        raise OptionError("--engine (TensorRT inference) is not wired into test.py yet; run synth-test")
+    if opt.isTrain and getattr(opt, "debug", False):
+        opt.max_dataset_size, opt.print_freq, opt.display_freq = 2, 1, 1  # pix2pixHD's debug settings
+    if not opt.isTrain and getattr(opt, "ntest", None) is not None:
+        opt.how_many = min(opt.how_many, opt.ntest) if opt.how_many > 0 else opt.ntest
+    ids = [i.strip() for i in (opt.gpu_ids or "").split(",") if i.strip() not in ("", "-1")]
+    if len(ids) > 1:
+        import shlex
+
+        rest = " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "..."
+        raise OptionError(f"--gpu_ids {opt.gpu_ids}: pix2pixHD used DataParallel; run one process per GPU with "
+                          f"CUDA_VISIBLE_DEVICES={','.join(ids)} torchrun --nproc_per_node {len(ids)} train.py "
+                          f"{rest} (without --gpu_ids)")
 
 
 def cpu_has_native_bf16() -> bool:

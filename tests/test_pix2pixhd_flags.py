@@ -1,0 +1,65 @@
+"""pix2pixHD's flags parse: spellings fold into ours, the rest refuse with one line (never "unrecognized")."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from synth.core.errors import OptionError
+from synth.options import parse_test_options, parse_train_options
+
+
+@pytest.mark.parametrize("argv", [["--fp16"], ["--data_type", "16"]])
+def test_fp16_refused_on_cpu_with_the_alternative(argv):
+    with pytest.raises(OptionError, match="--amp bf16"):
+        parse_train_options(argv + ["--device", "cpu"])
+
+
+def test_data_type_32_and_8():
+    assert parse_train_options(["--data_type", "32", "--device", "cpu"]).amp == "none"
+    with pytest.raises(OptionError, match="int8"):
+        parse_train_options(["--data_type", "8", "--device", "cpu"])
+
+
+def test_debug_sets_pix2pixhd_debug_sizes():
+    opt = parse_train_options(["--debug", "--device", "cpu"])
+    assert (opt.max_dataset_size, opt.print_freq, opt.display_freq) == (2, 1, 1)
+
+
+def test_local_rank_both_spellings(monkeypatch):
+    for flag in ("--local_rank", "--local-rank"):
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+        assert parse_train_options([flag, "3", "--device", "cpu"]).local_rank == 3
+        assert os.environ["LOCAL_RANK"] == "3"
+
+
+def test_ntest_caps_how_many():
+    assert parse_test_options(["--ntest", "3", "--device", "cpu"]).how_many == 3
+    assert parse_test_options(["--ntest", "80", "--how_many", "5", "--device", "cpu"]).how_many == 5
+
+
+def test_several_gpu_ids_point_to_torchrun():
+    with pytest.raises(OptionError, match="torchrun --nproc_per_node 8"):
+        parse_train_options(["--gpu_ids", "0,1,2,3,4,5,6,7"])
+
+
+@pytest.mark.parametrize("argv", [["--pool_size", "50"], ["--tf_log"], ["--use_dropout"]])
+def test_not_yet_implemented_train_flags_refuse(argv):
+    with pytest.raises(OptionError, match="not implemented yet"):
+        parse_train_options(argv + ["--device", "cpu"])
+
+
+@pytest.mark.parametrize("argv", [["--export_onnx", "g.onnx"], ["--onnx", "g.onnx"], ["--aspect_ratio", "2"]])
+def test_not_yet_wired_test_flags_refuse(argv):
+    with pytest.raises(OptionError, match="not (implemented|wired)"):
+        parse_test_options(argv + ["--device", "cpu"])
+
+
+def test_engine_without_tensorrt_says_so():
+    with pytest.raises(OptionError, match="TensorRT"):
+        parse_test_options(["--engine", "g.plan", "--device", "cpu"])
+
+
+def test_display_winsize_accepted():
+    assert parse_train_options(["--display_winsize", "256", "--device", "cpu"]).display_winsize == 256
