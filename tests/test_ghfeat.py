@@ -68,32 +68,6 @@ def test_pooling_ignores_empty_masks_and_keeps_tiny_instances_at_every_level():
         assert torch.allclose(w.sum(dim=(0, 2, 3)) * (16 // w.shape[-1]) ** 2, weights[0].sum(dim=(0, 2, 3)))
 
 
-def test_modulation_maps_equal_the_dense_mask_blend_at_every_level():
-    """Gathered at full resolution, blended from scattered cell shares below: the same map as blending the codes
-    through the avg-pooled [B,N,H,W] one-hot mask (the dense formulation, which is not built any more)."""
-    import torch.nn.functional as F
-
-    from synth.models.networks.generator_modulated import instance_shares, modulation_map
-
-    seg = _segments()
-    seg[1, 0, 12:, 1:15] = 7
-    index = index_segments(seg)
-    dense = [torch.zeros(2, index.count, 16, 16).scatter_(1, index.index, 1.0)]
-    for _ in range(3):
-        dense.append(F.avg_pool2d(dense[-1], 2))
-    codes = torch.randn(index.count, 6, requires_grad=True)
-    shares: dict = {}
-    for level in range(4):
-        assert torch.equal(instance_shares(index, level, torch.float32), dense[level])
-        got = modulation_map(codes, index, level, shares, torch.float32)
-        want = torch.einsum("bnhw,nc->bchw", dense[level], codes)
-        assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
-        (g_got,) = torch.autograd.grad(got.square().sum(), codes)
-        (g_want,) = torch.autograd.grad(want.square().sum(), codes)
-        assert torch.allclose(g_got, g_want, atol=1e-5)
-    assert set(shares) == {1, 2, 3}  # level 0 needs no mask
-
-
 def test_encoders_emit_one_code_per_instance_and_layer():
     g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
     seg, image = _segments(), torch.randn(2, 3, 16, 16)

@@ -42,40 +42,15 @@ def layer_group(level: int, n_downsampling: int) -> str:
     return "mid"
 
 
-def instance_shares(index: SegmentIndex, level: int, dtype: torch.dtype) -> torch.Tensor:
-    """``[B,N,H/2**level,W/2**level]``: each instance's share of every cell (scattered from the pixels, so no
-    full-resolution one-hot mask is built for a coarse level)."""
-    ids = index.index
-    batch, _, height, width = ids.shape
-    cell = 2**level
-    h, w = height // cell, width // cell
-    ids = ids[:, 0, : h * cell, : w * cell]
-    ys = torch.arange(h * cell, device=ids.device).div(cell, rounding_mode="floor")
-    xs = torch.arange(w * cell, device=ids.device).div(cell, rounding_mode="floor")
-    images = torch.arange(batch, device=ids.device).view(batch, 1, 1)
-    flat = ((images * index.count + ids) * h + ys.view(1, -1, 1)) * w + xs.view(1, 1, -1)
-    shares = torch.zeros(batch * index.count * h * w, dtype=torch.float32, device=ids.device)
-    shares.index_add_(0, flat.reshape(-1), torch.full((flat.numel(),), 1.0 / cell**2, device=ids.device))
-    return shares.view(batch, index.count, h, w).to(dtype)
-
-
 def instance_weights(index: SegmentIndex, levels: int, dtype: torch.dtype) -> list[torch.Tensor]:
     """Soft instance masks per level: ``[B,N,H/2**k,W/2**k]`` holding each instance's share of every cell."""
-    return [instance_shares(index, level, dtype) for level in range(levels + 1)]
-
-
-def modulation_map(codes: torch.Tensor, index: SegmentIndex, level: int, shares: dict[int, torch.Tensor],
-                   dtype: torch.dtype) -> torch.Tensor:
-    """``[B,C,h,w]`` map of per-instance ``codes`` [N,C] at down-sampling ``level``: each cell the area-weighted
-    mean of the codes of the instances in it. At full resolution every pixel has one instance, so the codes are
-    gathered by id (no [B,N,H,W] mask); coarser levels blend by the cell shares (one small GEMM per layer, cheaper
-    than painting at full resolution and pooling). ``shares`` caches the blend weights of a step per level."""
-    codes = codes.to(dtype)
-    if level == 0:
-        return F.embedding(index.index[:, 0], codes).permute(0, 3, 1, 2)
-    if level not in shares:
-        shares[level] = instance_shares(index, level, dtype)
-    return torch.einsum("bnhw,nc->bchw", shares[level], codes)
+    batch = index.index.shape[0]
+    one_hot = torch.zeros(batch, index.count, *index.index.shape[-2:], dtype=dtype, device=index.index.device)
+    one_hot.scatter_(1, index.index, 1.0)
+    weights = [one_hot]
+    for _ in range(levels):
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    return weights
 
 
 class ModulatedNorm(nn.Module):
@@ -183,12 +158,11 @@ class ModulatedGenerator(nn.Module):
         """A function ``norm -> [B, 2C, h, w]`` map painting each instance's code of that layer over its mask."""
         if len(codes) != len(self.num_codes):
             raise ValueError(f"expected {len(self.num_codes)} per-layer codes, got {len(codes)}")
-        index = as_index(segments)  # one numbering per step
-        shares: dict[int, torch.Tensor] = {}
+        weights = instance_weights(as_index(segments), self.n_downsampling, dtype)  # one numbering per step
 
         def modulate(norm: ModulatedNorm) -> torch.Tensor:
             layer = norm.layer_number
-            return modulation_map(codes[layer], index, self.layer_levels[layer], shares, dtype)
+            return torch.einsum("bnhw,nc->bchw", weights[self.layer_levels[layer]], codes[layer].to(dtype))
 
         return modulate
 
