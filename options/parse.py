@@ -15,10 +15,11 @@ import yaml
 
 from synth.core.atomic import atomic_write_text
 from synth.core.errors import OptionError
-from synth.options.flags import add_base_options, add_test_options, add_train_options
+from synth.options.flags import add_base_options, add_safety_options, add_test_options, add_train_options
+from synth.options.validate import check_sizes, validate_options
 
 #: Keys that are derived here (or only point at a config file) and are not saved with the options.
-DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config")
+DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config", "overwrite")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +37,7 @@ def build_parser(is_train: bool) -> argparse.ArgumentParser:
     )
     add_base_options(parser)
     (add_train_options if is_train else add_test_options)(parser)
+    add_safety_options(parser, is_train)
     return parser
 
 
@@ -66,16 +68,35 @@ def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict[str, An
 
 
 def _typed_value(path: str, action: argparse.Action, value: Any) -> Any:
-    """Convert a YAML value as argparse would convert the flag's text, and check its choices."""
+    """Convert a YAML value as argparse would convert the flag's text, and check its choices; a value argparse
+    could not have produced (null for a flag with a value, 1.9 for an integer, a list for a single value) is
+    refused, never truncated."""
     if isinstance(action, argparse._StoreTrueAction):
         if not isinstance(value, bool):
             raise OptionError(f"{path}: '{action.dest}' takes true or false, not {value!r}")
         return value
-    if value is not None and action.type is not None and not isinstance(value, bool):
-        try:
-            value = action.type(value)
-        except (TypeError, ValueError):
-            raise OptionError(f"{path}: '{action.dest}' must be {action.type.__name__}, not {value!r}") from None
+    if value is None:
+        if action.default is not None:
+            raise OptionError(f"{path}: '{action.dest}' needs a value (null is only allowed for flags without one)")
+        return value
+    if action.nargs in ("*", "+"):
+        if not isinstance(value, list):
+            raise OptionError(f"{path}: '{action.dest}' takes a list, not {value!r}")
+        return [_typed_scalar(path, action, v) for v in value]
+    return _typed_scalar(path, action, value)
+
+
+def _typed_scalar(path: str, action: argparse.Action, value: Any) -> Any:
+    """One YAML scalar converted by the flag's type: bools, lists, mappings and non-integral numbers refused."""
+    kind = action.type or str
+    if isinstance(value, bool | list | dict) or value is None:
+        raise OptionError(f"{path}: '{action.dest}' must be {kind.__name__}, not {value!r}")
+    if kind is int and isinstance(value, float):
+        raise OptionError(f"{path}: '{action.dest}' must be int, not {value!r} (no rounding)")
+    try:
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{path}: '{action.dest}' must be {kind.__name__}, not {value!r}") from None
     if action.choices is not None and value not in action.choices:
         raise OptionError(f"{path}: '{action.dest}' must be one of {', '.join(map(str, action.choices))}")
     return value
@@ -121,14 +142,7 @@ def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
 
 def _check_and_derive(opt: argparse.Namespace) -> None:
     """Range checks that argparse cannot express, and pix2pixHD spellings folded into ours."""
-    positive = ["batchSize", "loadSize", "fineSize", "ngf", "ndf", "num_D", "n_layers_D", "output_nc", "feat_num",
-                "nef", "n_clusters"]
-    for key in positive:
-        if getattr(opt, key) < 1:
-            raise OptionError(f"--{key} must be at least 1, got {getattr(opt, key)}")
-    for key in ("label_nc", "n_blocks_global", "n_blocks_local", "n_local_enhancers", "nThreads", "seed"):
-        if getattr(opt, key) < 0:
-            raise OptionError(f"--{key} must not be negative, got {getattr(opt, key)}")
+    validate_options(opt)
     if opt.instance_feat and opt.label_feat:
         raise OptionError("--instance_feat and --label_feat exclude each other; choose one")
     if opt.instance_feat and opt.no_instance:
@@ -138,12 +152,12 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
     if opt.isTrain:
         if opt.no_lsgan:
             opt.gan_mode = "vanilla"
-        if opt.lr_D < 0 or opt.lr <= 0:
-            raise OptionError("--lr must be positive and --lr_D non-negative (0: same as --lr)")
-        if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
+        if opt.niter + opt.niter_decay < 1:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
-        if opt.lr_decay_epochs < 1 or not 0 < opt.lr_gamma <= 1:
-            raise OptionError("--lr_decay_epochs must be >= 1 and --lr_gamma in (0, 1]")
+        if not opt.continue_train:  # a resumed run takes its architecture from the checkpoint
+            from synth.models.pix2pixhd_model import generator_size_multiple
+
+            check_sizes(opt, generator_size_multiple(opt))
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
     if opt.amp == "fp16" and not opt.device.startswith("cuda"):
         raise OptionError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 (fast only with native bf16)")

@@ -63,10 +63,15 @@ class FeatureClusters:
         return len(self.centers.get(label, ()))
 
 
+def named_cluster_path(opt: argparse.Namespace) -> Path:
+    """``features_clustered_<n_clusters>.npz`` in the run folder: where synth-encode-features writes."""
+    return run_dir(opt) / f"features_clustered_{opt.n_clusters:03d}.npz"
+
+
 def default_cluster_path(opt: argparse.Namespace) -> Path:
-    """``features_clustered_<n_clusters>.npz`` in the run folder; when absent but exactly one cluster file is
-    there, that one (so test time needs no repeated --n_clusters)."""
-    named = run_dir(opt) / f"features_clustered_{opt.n_clusters:03d}.npz"
+    """The cluster file to read: ``named_cluster_path``; when absent but exactly one cluster file is there, that
+    one (so test time needs no repeated --n_clusters)."""
+    named = named_cluster_path(opt)
     existing = sorted(run_dir(opt).glob("features_clustered_*.npz"))
     return existing[0] if not named.exists() and len(existing) == 1 else named
 

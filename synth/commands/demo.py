@@ -30,8 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = generate_demo_dataset(args.dataroot, DemoConfig(n_train=args.n_train))
         print(f"demo dataset: {root}")
         run = ["--name", args.name, "--checkpoints_dir", args.checkpoints_dir, "--device", args.device]
+        # the demo trains its own run again each time it is started (unless asked to continue it)
+        fresh = [] if "--continue_train" in extra else ["--overwrite"]
         with as_file(files("synth.configs") / "demo.yaml") as config:
-            last = train(parse_train_options(["--config", str(config), "--dataroot", str(root)] + run + extra))
+            last = train(parse_train_options(["--config", str(config), "--dataroot", str(root)] + run + extra + fresh))
         print(f"trained: {last}")
         test_flags = run + ["--results_dir", args.results_dir, "--how_many", "24"]
         page = run_inference(parse_test_options(test_flags))
