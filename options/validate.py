@@ -182,7 +182,10 @@ def check_cluster_choice(opt: argparse.Namespace) -> None:
     for item in getattr(opt, "cluster_choice", None) or ():
         parts = str(item).split(":")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise OptionError(f"--cluster_choice takes CLASS:INDEX pairs of non-negative integers, not '{item}'")
+            yaml_hint = " (in a YAML file, quote the pairs: '1:2')" if ":" not in str(item) else ""
+            raise OptionError(
+                f"--cluster_choice takes CLASS:INDEX pairs of non-negative integers, not '{item}'{yaml_hint}"
+            )
 
 
 def check_canny(opt: argparse.Namespace) -> None:

@@ -31,8 +31,8 @@ def checkpoint_path(opt: argparse.Namespace, which_epoch: str | int | None = Non
 
 
 def run_checkpoints(folder: Path) -> list[Path]:
-    """The checkpoints in a run folder (``latest.pt``, ``epoch_NNN.pt``), sorted."""
-    return sorted(p for p in [folder / "latest.pt", *folder.glob("epoch_*.pt")] if p.is_file())
+    """The checkpoints in a run folder: ``latest.pt`` first, then ``epoch_NNN.pt`` in order."""
+    return [p for p in [folder / "latest.pt", *sorted(folder.glob("epoch_*.pt"))] if p.is_file()]
 
 
 def check_fresh_run(opt: argparse.Namespace) -> None:

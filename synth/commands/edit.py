@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         opt = parse_test_options(rest)
         model = load_generator(opt)
-        clusters = FeatureClusters.load(opt.cluster_path or default_cluster_path(opt))
+        cluster_path = opt.cluster_path or default_cluster_path(opt)
+        clusters = FeatureClusters.load(cluster_path)
+        clusters.check_fits(cluster_path, opt.feat_num, opt.label_nc)
         request = EditRequest(
             parse_pairs(args.set_cluster, "--set_cluster"), parse_pairs(args.set_class, "--set_class"),
             parse_pairs(args.class_cluster, "--class_cluster"),

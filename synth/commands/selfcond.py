@@ -78,7 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.direction or any("=" not in d for d in args.direction):
                 raise OptionError("label needs --direction NAME=FILE (one per attribute)")
             names = [d.split("=", 1)[0] for d in args.direction]
-            directions = [load_direction(d.split("=", 1)[1]) for d in args.direction]
+            files = [d.split("=", 1)[1] for d in args.direction]
+            directions = [load_direction(f) for f in files]
+            for file, direction in zip(files, directions, strict=True):
+                if len(direction.normal) != objects.codes.shape[1]:
+                    raise DataError(f"{file}: a direction in {len(direction.normal)}-d code space, but this run's "
+                                    f"codes are {objects.codes.shape[1]}-d")
             labels = pseudo_labels(names, directions, objects.codes, objects.keys, objects.ids)
             path = labels.save(target)
             print(f"wrote {path} ({len(labels.ids)} objects, attributes: {', '.join(names)})")

@@ -38,4 +38,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a synth checkpoint (no '{FORMAT}' marker)")
+    for key in ("options", "nets"):
+        if not isinstance(state.get(key), dict):
+            raise CheckpointError(f"{path}: damaged checkpoint (no '{key}' mapping)")
     return state
