@@ -3,25 +3,26 @@ train a small pix2pixHD on it, synthesize the test split and write the results p
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from importlib.resources import as_file, files
 
-from synth.commands.runner import arguments, run_cli
+from synth.commands.runner import StrictParser, arguments, run_cli
+from synth.options.validate import COMMAND_RANGES, check_ranges
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate the data, train with ``configs/demo.yaml`` (package data), synthesize; extra flags go to training."""
-    parser = argparse.ArgumentParser(prog="synth-demo", description=__doc__)
+    parser = StrictParser(prog="synth-demo", description=__doc__)
     parser.add_argument("--dataroot", default="./datasets/demo", help="where the demo dataset is generated")
     parser.add_argument("--name", default="demo", help="experiment name")
     parser.add_argument("--n_train", type=int, default=200, help="training scenes to generate")
     parser.add_argument("--checkpoints_dir", default="./checkpoints")
     parser.add_argument("--results_dir", default="./results/")
     parser.add_argument("--device", default="auto")
-    args, extra = parser.parse_known_args(arguments(argv))
 
     def body() -> int:
+        args, extra = parser.parse_known_args(arguments(argv))
+        check_ranges(args, COMMAND_RANGES)
         from synth.data.demo import DemoConfig, generate_demo_dataset
         from synth.inference import run_inference
         from synth.options import parse_test_options, parse_train_options

@@ -35,6 +35,7 @@ from synth.metrics.segmentation import (
     ConfusionMatrix,
     to_train_ids,
 )
+from synth.options.validate import COMMAND_RANGES, check_ranges
 
 SYNTH_SUFFIX = "_synthesized_image"
 REAL_SUFFIX = "_real_image"
@@ -480,6 +481,7 @@ def run(argv: Sequence[str]) -> list[dict[str, Any]]:
         cut = argv.index("--")
         argv, test_argv = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    check_ranges(args, COMMAND_RANGES)
     if args.runs:
         results = load_runs(args.runs)
     else:
