@@ -12,6 +12,9 @@ from PIL import Image, UnidentifiedImageError
 
 from synth.core.errors import DataError
 
+#: Lossy formats: compression moves pixel values, so an id map stored in one has ids changed at every edge.
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+
 # PIL modes whose pixels are already single-channel integer ids (P: palette indices are the ids).
 _ID_MODES = ("1", "L", "P", "I")
 
@@ -65,3 +68,26 @@ def read_image(path: str | PathLike[str]) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img, dtype=np.uint8).copy()
+
+
+def image_size(path: str | PathLike[str]) -> tuple[int, int]:
+    """(width, height) of an image file from its header (nothing decoded); DataError naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (or a format PIL cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"{path}: cannot be read as an image ({reason})") from None
+
+
+def check_lossless(path: str | PathLike[str], what: str, allow_lossy: bool) -> None:
+    """DataError for an id map (``what``: label map, instance map) in a lossy format, unless ``allow_lossy``."""
+    if not allow_lossy and str(path).lower().endswith(LOSSY_SUFFIXES):
+        raise DataError(
+            f"{path}: {what} is a JPEG, whose compression changes ids at every edge; store it as PNG, or pass "
+            "--allow_lossy_labels to use it anyway"
+        )

@@ -71,6 +71,18 @@ def _check_multiple(opt: Any, size_wh: tuple[int, int], out: tuple[int, int]) ->
     )
 
 
+def minimum_side(size_multiple: int) -> int:
+    """The smallest input side the networks take: two pixels at the generator's bottleneck (instance norm needs
+    more than one value per channel), i.e. twice its total stride."""
+    return 2 * size_multiple
+
+
+def output_size(opt: Any, size_wh: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) of the network input made from a source of ``size_wh``; OptionError when the flags cannot make one
+    (crop larger than the image, size not divisible by the stride)."""
+    return choose_params(opt, size_wh, random.Random(0)).output_size
+
+
 def choose_params(opt: Any, size_wh: tuple[int, int], rng: random.Random) -> TransformParams:
     """Draw one sample's resize/crop/flip from ``rng`` for a source of ``size_wh`` = (w, h)."""
     w0, h0 = int(size_wh[0]), int(size_wh[1])

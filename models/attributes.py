@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth.core.atomic import atomic_write_bytes
+from synth.core.arrays_file import load_arrays, require_array, save_arrays
 from synth.core.errors import DataError, OptionError
 
 CLIP_PERCENTILES = (0.5, 99.5)
@@ -118,23 +118,32 @@ class PseudoLabels:
 
     def save(self, path: str | Path) -> Path:
         """Write the npz atomically (no pickled objects)."""
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, attributes=np.array(self.attributes), keys=np.array(self.keys), ids=self.ids.astype(np.int64),
-                 distances=self.distances, lows=self.lows, highs=self.highs, normals=self.normals,
-                 intercepts=self.intercepts)
-        return atomic_write_bytes(Path(path), buffer.getvalue())
+        return save_arrays(Path(path), {
+            "attributes": np.array(self.attributes), "keys": np.array(self.keys), "ids": self.ids.astype(np.int64),
+            "distances": self.distances, "lows": self.lows, "highs": self.highs, "normals": self.normals,
+            "intercepts": self.intercepts,
+        })
 
     @classmethod
     def load(cls, path: str | Path) -> PseudoLabels:
-        """Read a file written by ``save``; DataError naming the file when it is missing or not one."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls([str(a) for a in data["attributes"]], [str(k) for k in data["keys"]], data["ids"],
-                           data["distances"], data["lows"], data["highs"], data["normals"], data["intercepts"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise DataError(f"{path}: not a pseudo-label file ({exc})") from None
+        """Read a file written by ``save``; DataError naming the file when it is missing, damaged or inconsistent."""
+        what = "pseudo-label file"
+        names = ("attributes", "keys", "ids", "distances", "lows", "highs", "normals", "intercepts")
+        data = load_arrays(path, what, names, " (make it with synth-selfcond label)")
+        attributes, keys = data["attributes"], data["keys"]
+        n, a = len(keys), len(attributes)
+        shapes = {"attributes": (a,), "keys": (n,), "ids": (n,), "distances": (n, a), "lows": (a,), "highs": (a,),
+                  "intercepts": (a,)}
+        for name, shape in shapes.items():
+            if data[name].shape != shape:
+                raise DataError(f"{path}: {what} array '{name}' has shape {data[name].shape}, expected {shape} "
+                                f"({n} objects, {a} attributes)")
+        if data["normals"].ndim != 2 or data["normals"].shape[0] != a:
+            raise DataError(f"{path}: {what} array 'normals' has shape {data['normals'].shape}, expected [{a}, D]")
+        for name in ("distances", "lows", "highs", "normals", "intercepts"):
+            require_array(path, what, name, data[name], data[name].ndim)
+        return cls([str(x) for x in attributes], [str(k) for k in keys], data["ids"], data["distances"],
+                   data["lows"], data["highs"], data["normals"], data["intercepts"])
 
 
 def pseudo_labels(attributes: list[str], directions: list[Direction], codes: np.ndarray, keys: list[str],

@@ -178,3 +178,13 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cluster_choice", type=str, nargs="*", default=[],
                    help="CLASS:INDEX pairs fixing the cluster per class (others are sampled with --seed)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def add_safety_options(parser: argparse.ArgumentParser, is_train: bool) -> None:
+    """Explicit permissions for what is refused by default: lossy label maps, replacing a run's checkpoints."""
+    g = parser.add_argument_group("permissions")
+    g.add_argument("--allow_lossy_labels", action="store_true",
+                   help="accept JPEG label / instance maps (compression changes ids at edges; refused by default)")
+    if is_train:
+        g.add_argument("--overwrite", action="store_true",
+                       help="start a fresh run over a run folder that has checkpoints (they are deleted)")

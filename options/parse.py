@@ -15,10 +15,11 @@ import yaml
 
 from synth.core.atomic import atomic_write_text
 from synth.core.errors import OptionError
-from synth.options.flags import add_base_options, add_test_options, add_train_options
+from synth.options.flags import add_base_options, add_safety_options, add_test_options, add_train_options
+from synth.options.validate import check_sizes, validate_options
 
 #: Keys that are derived here (or only point at a config file) and are not saved with the options.
-DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config", "need_feature_maps")
+DERIVED_KEYS = ("isTrain", "explicit", "size_multiple", "config", "need_feature_maps", "overwrite")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +37,7 @@ def build_parser(is_train: bool) -> argparse.ArgumentParser:
     )
     add_base_options(parser)
     (add_train_options if is_train else add_test_options)(parser)
+    add_safety_options(parser, is_train)
     return parser
 
 
@@ -66,20 +68,35 @@ def load_yaml_config(path: str, parser: argparse.ArgumentParser) -> dict[str, An
 
 
 def _typed_value(path: str, action: argparse.Action, value: Any) -> Any:
-    """Convert a YAML value as argparse would convert the flag's text, and check its choices."""
+    """Convert a YAML value as argparse would convert the flag's text, and check its choices; a value argparse
+    could not have produced (null for a flag with a value, 1.9 for an integer, a list for a single value) is
+    refused, never truncated."""
     if isinstance(action, argparse._StoreTrueAction):
         if not isinstance(value, bool):
             raise OptionError(f"{path}: '{action.dest}' takes true or false, not {value!r}")
         return value
-    if value is None and action.type is not None and action.default is not None:
-        raise OptionError(f"{path}: '{action.dest}' needs a value ({action.type.__name__}), not null")
-    if action.type is int and isinstance(value, float):  # int(1.9) would silently truncate
-        raise OptionError(f"{path}: '{action.dest}' must be int, not {value!r}")
-    if value is not None and action.type is not None and not isinstance(value, bool):
-        try:
-            value = action.type(value)
-        except (TypeError, ValueError):
-            raise OptionError(f"{path}: '{action.dest}' must be {action.type.__name__}, not {value!r}") from None
+    if value is None:
+        if action.default is not None:
+            raise OptionError(f"{path}: '{action.dest}' needs a value (null is only allowed for flags without one)")
+        return value
+    if action.nargs in ("*", "+"):
+        if not isinstance(value, list):
+            raise OptionError(f"{path}: '{action.dest}' takes a list, not {value!r}")
+        return [_typed_scalar(path, action, v) for v in value]
+    return _typed_scalar(path, action, value)
+
+
+def _typed_scalar(path: str, action: argparse.Action, value: Any) -> Any:
+    """One YAML scalar converted by the flag's type: bools, lists, mappings and non-integral numbers refused."""
+    kind = action.type or str
+    if isinstance(value, bool | list | dict) or value is None:
+        raise OptionError(f"{path}: '{action.dest}' must be {kind.__name__}, not {value!r}")
+    if kind is int and isinstance(value, float):
+        raise OptionError(f"{path}: '{action.dest}' must be int, not {value!r} (no rounding)")
+    try:
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{path}: '{action.dest}' must be {kind.__name__}, not {value!r}") from None
     if action.choices is not None and value not in action.choices:
         raise OptionError(f"{path}: '{action.dest}' must be one of {', '.join(map(str, action.choices))}")
     return value
@@ -125,15 +142,7 @@ def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
 
 def _check_and_derive(opt: argparse.Namespace) -> None:
     """Range checks that argparse cannot express, and pix2pixHD spellings folded into ours."""
-    positive = ["batchSize", "loadSize", "fineSize", "ngf", "ndf", "num_D", "n_layers_D", "output_nc", "feat_num",
-                "nef", "n_clusters"]
-    for key in positive:
-        if getattr(opt, key) < 1:
-            raise OptionError(f"--{key} must be at least 1, got {getattr(opt, key)}")
-    for key in ("label_nc", "n_blocks_global", "n_blocks_local", "n_local_enhancers", "nThreads", "seed"):
-        if getattr(opt, key) < 0:
-            raise OptionError(f"--{key} must not be negative, got {getattr(opt, key)}")
-    _check_ranges(opt)
+    validate_options(opt)
     if opt.instance_feat and opt.label_feat:
         raise OptionError("--instance_feat and --label_feat exclude each other; choose one")
     if opt.instance_feat and opt.no_instance:
@@ -146,12 +155,12 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
     if opt.isTrain:
         if opt.no_lsgan:
             opt.gan_mode = "vanilla"
-        if opt.lr_D < 0 or opt.lr <= 0:
-            raise OptionError("--lr must be positive and --lr_D non-negative (0: same as --lr)")
-        if opt.niter < 0 or opt.niter_decay < 0 or opt.niter + opt.niter_decay < 1:
+        if opt.niter + opt.niter_decay < 1:
             raise OptionError("--niter + --niter_decay must be at least 1 epoch")
-        if opt.lr_decay_epochs < 1 or not 0 < opt.lr_gamma <= 1:
-            raise OptionError("--lr_decay_epochs must be >= 1 and --lr_gamma in (0, 1]")
+        if not opt.continue_train:  # a resumed run takes its architecture from the checkpoint
+            from synth.models.pix2pixhd_model import generator_size_multiple
+
+            check_sizes(opt, generator_size_multiple(opt))
     _fold_pix2pixhd_flags(opt)
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
     if opt.amp == "auto":
@@ -162,28 +171,6 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
     if opt.amp == "bf16" and opt.device == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 (AVX512-BF16/AMX): --amp bf16 will be much slower than fp32",
               file=sys.stderr)
-
-
-#: Integer flags that must be >= 0 (0 mostly meaning "off" or "all") and >= 1, where the parser has them.
-NON_NEGATIVE = ("max_dataset_size", "max_iters", "niter_fix_global", "print_freq", "display_freq",
-                "save_latest_freq", "how_many", "n_downsample_global", "n_downsample_E")
-AT_LEAST_ONE = ("save_epoch_freq", "lr_decay_epochs")
-
-
-def _check_ranges(opt: argparse.Namespace) -> None:
-    """One line naming the flag for an integer out of its range, and for a ``--which_epoch`` that is neither
-    ``latest`` nor an epoch number."""
-    for key in NON_NEGATIVE:
-        value = getattr(opt, key, None)
-        if isinstance(value, int) and value < 0:
-            raise OptionError(f"--{key} must not be negative, got {value}")
-    for key in AT_LEAST_ONE:
-        value = getattr(opt, key, None)
-        if isinstance(value, int) and value < 1:
-            raise OptionError(f"--{key} must be at least 1, got {value}")
-    epoch = str(getattr(opt, "which_epoch", "latest"))
-    if epoch != "latest" and not (epoch.isdigit() and int(epoch) >= 1):
-        raise OptionError(f"--which_epoch must be 'latest' or an epoch number (1, 2, ...), got {epoch!r}")
 
 
 def resolve_auto_amp(device: str) -> tuple[str, str]:

@@ -30,6 +30,30 @@ def checkpoint_path(opt: argparse.Namespace, which_epoch: str | int | None = Non
     return run_dir(opt) / ("latest.pt" if which == "latest" else f"epoch_{int(which):03d}.pt")
 
 
+def run_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints in a run folder: ``latest.pt`` first, then ``epoch_NNN.pt`` in order."""
+    return [p for p in [folder / "latest.pt", *sorted(folder.glob("epoch_*.pt"))] if p.is_file()]
+
+
+def check_fresh_run(opt: argparse.Namespace) -> None:
+    """A fresh run into a folder that holds checkpoints needs --continue_train or --overwrite (OptionError)."""
+    if getattr(opt, "continue_train", False) or getattr(opt, "overwrite", False):
+        return
+    found = run_checkpoints(run_dir(opt))
+    if found:
+        raise OptionError(
+            f"{found[0]}: run '{opt.name}' already has checkpoints; pass --continue_train to resume it or "
+            f"--overwrite to start over (its checkpoints are deleted)")
+
+
+def clear_for_fresh_run(opt: argparse.Namespace) -> None:
+    """With --overwrite on a fresh run: delete the old run's checkpoints, so no snapshot of it is mistaken for
+    one of the new run."""
+    if getattr(opt, "overwrite", False) and not getattr(opt, "continue_train", False):
+        for path in run_checkpoints(run_dir(opt)):
+            path.unlink(missing_ok=True)
+
+
 def merge_architecture(opt: argparse.Namespace, saved: dict[str, Any], path: Path) -> None:
     """Take the architecture flags from the checkpoint (pix2pixHD's and the model's own ``architecture_keys``);
     a flag the user typed that contradicts it is an error."""

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from synth.core.errors import DataError, OptionError
-from synth.data.io import read_image, read_instance, read_label
+from synth.data.io import check_lossless, read_image, read_instance, read_label
 from synth.features import (
     FeatureClusters,
     paint_features,
@@ -60,6 +60,10 @@ class InstanceEditor:
 
     def load_layout(self, label_path: str, inst_path: str | None = None, image_path: str | None = None) -> Layout:
         """Read the files with the data layer's checks; sizes must match and divide by the generator's stride."""
+        allow_lossy = getattr(self.opt, "allow_lossy_labels", False)
+        check_lossless(label_path, "label map", allow_lossy)
+        if inst_path:
+            check_lossless(inst_path, "instance map", allow_lossy)
         label = read_label(label_path)
         if not self.opt.no_instance and inst_path is None:
             raise DataError(f"{label_path}: this model needs the instance map too (--inst)")

@@ -9,7 +9,6 @@ k <= n_clusters) for each of them.
 from __future__ import annotations
 
 import argparse
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from synth.checkpoint import run_dir
-from synth.core.atomic import atomic_write_bytes
-from synth.core.errors import OptionError, SynthError
+from synth.core.arrays_file import load_arrays, require_array, save_arrays
+from synth.core.errors import DataError, OptionError
 from synth.data import one_hot
 from synth.models.networks.instance_pool import segment_sums
 from synth.models.pix2pixhd_model import Pix2PixHDModel
@@ -42,31 +41,56 @@ class FeatureClusters:
         """Write the npz atomically."""
         arrays = {"feat_num": np.array(self.feat_num), "classes": np.array(sorted(self.centers), dtype=np.int64)}
         arrays |= {f"centers_{c}": v.astype(np.float32) for c, v in self.centers.items()}
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return atomic_write_bytes(path, buffer.getvalue())
+        return save_arrays(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureClusters:
-        """Read a cluster file; a missing or foreign file is a one-line error saying how to make one."""
-        path = Path(path)
-        if not path.is_file():
-            raise SynthError(f"{path}: feature cluster file not found (make it with synth-encode-features)")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                classes = [int(c) for c in data["classes"]]
-                return cls(int(data["feat_num"]), {c: np.asarray(data[f"centers_{c}"]) for c in classes})
-        except (OSError, KeyError, ValueError) as exc:
-            raise SynthError(f"{path}: not a feature cluster file ({exc})") from None
+        """Read a cluster file; a missing, empty, truncated or inconsistent file is one DataError line naming it."""
+        what = "feature cluster file"
+        data = load_arrays(path, what, ("feat_num", "classes"), " (make it with synth-encode-features)")
+        feat_num, classes = data["feat_num"], data["classes"]
+        if feat_num.shape != () or not np.issubdtype(feat_num.dtype, np.integer) or int(feat_num) < 1:
+            raise DataError(f"{path}: {what} has feat_num {feat_num.tolist()!r}, expected one integer >= 1")
+        classes = require_array(path, what, "classes", classes, 1)
+        if not np.issubdtype(classes.dtype, np.integer) or (classes < 0).any():
+            raise DataError(f"{path}: {what} array 'classes' must hold class ids (integers >= 0)")
+        centers = {}
+        for c in (int(c) for c in classes):
+            key = f"centers_{c}"
+            if key not in data:
+                raise DataError(f"{path}: {what} lists class {c} but has no array '{key}'")
+            values = require_array(path, what, key, data[key], 2)
+            if values.shape[0] < 1 or values.shape[1] != int(feat_num):
+                raise DataError(f"{path}: {what} array '{key}' has shape {values.shape}, expected [k >= 1, "
+                                f"{int(feat_num)}] (feat_num)")
+            centers[c] = values.astype(np.float32)
+        if not centers:
+            raise DataError(f"{path}: {what} holds no clusters (no class had instances when it was made)")
+        return cls(int(feat_num), centers)
+
+    def check_fits(self, path: str | Path, feat_num: int, label_nc: int) -> None:
+        """DataError unless the clusters were made for a model with these ``feat_num`` and ``label_nc``."""
+        if self.feat_num != feat_num:
+            raise DataError(f"{path}: clusters of {self.feat_num} features, but this model encodes {feat_num} "
+                            "(--feat_num); make them with synth-encode-features for this run")
+        classes = max(label_nc, 1)
+        too_high = [c for c in self.centers if c >= classes + 1]
+        if too_high:
+            raise DataError(f"{path}: clusters for class {too_high[0]}, but this model has --label_nc {label_nc}")
 
     def cluster_count(self, label: int) -> int:
         return len(self.centers.get(label, ()))
 
 
+def named_cluster_path(opt: argparse.Namespace) -> Path:
+    """``features_clustered_<n_clusters>.npz`` in the run folder: where synth-encode-features writes."""
+    return run_dir(opt) / f"features_clustered_{opt.n_clusters:03d}.npz"
+
+
 def default_cluster_path(opt: argparse.Namespace) -> Path:
-    """``features_clustered_<n_clusters>.npz`` in the run folder; when absent but exactly one cluster file is
-    there, that one (so test time needs no repeated --n_clusters)."""
-    named = run_dir(opt) / f"features_clustered_{opt.n_clusters:03d}.npz"
+    """The cluster file to read: ``named_cluster_path``; when absent but exactly one cluster file is there, that
+    one (so test time needs no repeated --n_clusters)."""
+    named = named_cluster_path(opt)
     existing = sorted(run_dir(opt).glob("features_clustered_*.npz"))
     return existing[0] if not named.exists() and len(existing) == 1 else named
 

@@ -8,7 +8,6 @@ resolution). An instance's vector for a group is its codes of that group's layer
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from synth.core.atomic import atomic_write_bytes
+from synth.core.arrays_file import save_arrays
 from synth.core.errors import OptionError
 from synth.models.networks.fourier_texture import amplitudes
 from synth.models.networks.generator_modulated import GROUPS, Codes
@@ -204,9 +203,7 @@ def save_clusters(path: str | Path, clusters: dict[str, dict[int, np.ndarray]]) 
     arrays = {"groups": np.array(sorted(clusters))}
     for group, per_class in clusters.items():
         arrays |= {f"centers_{group}_{c}": v.astype(np.float32) for c, v in per_class.items()}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_arrays(path, arrays)
 
 
 def retrieve(query: np.ndarray, gallery: np.ndarray, k: int = 5, exclude: np.ndarray | None = None) -> np.ndarray:

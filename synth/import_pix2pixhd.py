@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from synth.checkpoint import checkpoint_path, run_dir, save_checkpoint
-from synth.core.errors import CheckpointError
+from synth.core.errors import CheckpointError, OptionError
 from synth.features import FeatureClusters
 from synth.models.networks import build_discriminator
 from synth.models.pix2pixhd_import import (
@@ -24,10 +24,17 @@ from synth.models.pix2pixhd_model import Pix2PixHDModel, semantic_channels
 from synth.options import options_to_dict
 
 
-def import_pix2pixhd_run(pix2pixhd_dir: str | Path, which_epoch: str, opt: argparse.Namespace) -> list[Path]:
+def import_pix2pixhd_run(
+    pix2pixhd_dir: str | Path, which_epoch: str, opt: argparse.Namespace, overwrite: bool = False
+) -> list[Path]:
     """Turn pix2pixHD's ``{epoch}_net_G.pth`` (and ``_net_D.pth`` when present; ``_net_E.pth`` and its
     ``features_clustered_NNN.npy`` for a feature run) into a synth run that ``test.py --name NAME`` can use;
-    ``opt`` holds the same architecture flags the pix2pixHD run was trained with. Returns the files written."""
+    ``opt`` holds the same architecture flags the pix2pixHD run was trained with. An existing ``latest.pt`` of run
+    NAME (a trained run's optimizers, schedule, RNG) is replaced only with ``overwrite``. Returns the files written."""
+    target = checkpoint_path(opt, "latest")
+    if target.exists() and not overwrite:
+        raise OptionError(f"{target}: run '{opt.name}' already has a checkpoint; choose another --name or pass "
+                          f"--overwrite to replace it")
     source = Path(pix2pixhd_dir)
     g_file = source / f"{which_epoch}_net_G.pth"
     if not g_file.is_file():
@@ -42,7 +49,7 @@ def import_pix2pixhd_run(pix2pixhd_dir: str | Path, which_epoch: str, opt: argpa
         with torch.device("meta"):  # only the structure is needed to map the keys
             netD = build_discriminator(opt, semantic_channels(opt) + opt.output_nc)
         nets["D"] = convert_pix2pixhd_discriminator(load_pix2pixhd_file(d_file), netD)
-    written = [save_checkpoint(checkpoint_path(opt, "latest"), {"options": options_to_dict(opt), "nets": nets})]
+    written = [save_checkpoint(target, {"options": options_to_dict(opt), "nets": nets})]
     if model.use_features:
         written += _import_clusters(source, opt)
     return written

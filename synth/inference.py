@@ -105,7 +105,9 @@ def feature_source(model: LayoutModel, opt: argparse.Namespace, has_images: bool
         if not has_images:
             raise OptionError(f"{opt.dataroot}: --use_encoded_image needs real images for phase '{opt.phase}'")
         return lambda batch, real: model.encode_features(real, model.segment_ids(batch))
-    clusters = FeatureClusters.load(opt.cluster_path or default_cluster_path(opt))
+    cluster_path = opt.cluster_path or default_cluster_path(opt)
+    clusters = FeatureClusters.load(cluster_path)
+    clusters.check_fits(cluster_path, opt.feat_num, opt.label_nc)
     choices = parse_pairs(opt.cluster_choice, "--cluster_choice")
     check_cluster_choices(choices, clusters, opt.label_nc)
     rng = np.random.default_rng(opt.seed)

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from synth import ghfeat as gf
-from synth.core.atomic import atomic_write_bytes
+from synth.core.arrays_file import load_arrays, require_array, save_arrays
 from synth.core.errors import DataError
 from synth.models.attributes import (
     Direction,
@@ -103,19 +103,18 @@ def read_labelled(path: str | Path) -> dict[tuple[str, int], float]:
 
 def save_direction(path: str | Path, direction: Direction) -> Path:
     """npz with ``normal`` [D] and ``intercept``, written atomically."""
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, normal=direction.normal, intercept=np.array(direction.intercept))
-    return atomic_write_bytes(Path(path), buffer.getvalue())
+    return save_arrays(Path(path), {"normal": direction.normal, "intercept": np.array(direction.intercept)})
 
 
 def load_direction(path: str | Path) -> Direction:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return Direction(data["normal"].astype(np.float64), float(data["intercept"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{path}: not a direction file ({exc})") from None
+    """A direction file (``save_direction``); DataError naming it when missing, damaged or malformed."""
+    what = "direction file"
+    data = load_arrays(path, what, ("normal", "intercept"), " (make it with synth-selfcond direction)")
+    normal = require_array(path, what, "normal", data["normal"], 1)
+    intercept = require_array(path, what, "intercept", data["intercept"], 0)
+    if not len(normal) or not np.linalg.norm(normal) > 0:
+        raise DataError(f"{path}: {what} has an empty or zero 'normal'")
+    return Direction(normal.astype(np.float64), float(intercept))
 
 
 # ----- edits ---------------------------------------------------------------------------------------------------

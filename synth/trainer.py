@@ -26,7 +26,9 @@ from torch.utils.data import DataLoader, Sampler
 import synth.models  # noqa: F401  (registers networks and models)
 from synth.assembly import build_model
 from synth.checkpoint import (
+    check_fresh_run,
     checkpoint_path,
+    clear_for_fresh_run,
     load_checkpoint,
     load_net_state,
     merge_architecture,
@@ -169,6 +171,7 @@ class Trainer:
         self.dist = init_distributed(opt)
         self.device = torch.device(opt.device)
         self.dir = run_dir(opt)
+        check_fresh_run(opt)
         if self.dist.is_main:
             self._remove_stale_temporaries()
         resume_state = self._resume_state()
@@ -367,6 +370,7 @@ class Trainer:
         """Run (or continue) the schedule; returns the path of the last checkpoint written."""
         opt = self.opt
         if self.dist.is_main:
+            clear_for_fresh_run(opt)
             save_options(opt, self.dir / "opt.yaml")
         last = checkpoint_path(opt, "latest")
         try:

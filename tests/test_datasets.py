@@ -199,7 +199,7 @@ def test_custom_subclass_contract(tmp_path):
 
 def test_augmentation_reproducible_per_epoch(tmp_path):
     make_pix2pixhd(tmp_path)
-    opt = make_opt(tmp_path, resize_or_crop="crop", fineSize=16)
+    opt = make_opt(tmp_path, resize_or_crop="crop", fineSize=16, size_multiple=8)
     ds, twin = create_dataset(opt), create_dataset(opt)
     ds.set_epoch(3)
     twin.set_epoch(3)

@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 from synth.core.errors import DataError, OptionError
 from synth.data.edges import edge_tensor
 from synth.data.feature_maps import feature_dir, find_feature_map, read_feature_map
-from synth.data.io import read_image, read_instance, read_label
-from synth.data.transforms import apply_to_image, apply_to_label, choose_params
+from synth.data.io import check_lossless, image_size, read_image, read_instance, read_label
+from synth.data.transforms import apply_to_image, apply_to_label, choose_params, minimum_side, output_size
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 #: Instance ids are 16-bit (Cityscapes: class*1000+k); instance-wise pooling relies on this bound.
@@ -140,10 +140,46 @@ class LayoutDataset(Dataset):
         self.samples: list[Sample] = self.find_samples()
         if not self.samples:
             raise DataError(f"{opt.dataroot}: no label maps found")
+        if getattr(opt, "max_dataset_size", 0):
+            self.samples = self.samples[: opt.max_dataset_size]
         self.has_images: bool = all(s.image is not None for s in self.samples)
         if getattr(opt, "need_feature_maps", False):  # a missing map fails now, not hours into training
             folder = feature_dir(opt.dataroot, opt.phase)
             self.feature_maps = {s.key: find_feature_map(folder, s.key) for s in self.samples}
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """Before any sample is loaded: no id map in a lossy format, and every label map's size makes an input the
+        networks take, the same for all when batches hold several (names the first offending file)."""
+        opt = self.opt
+        allow_lossy = getattr(opt, "allow_lossy_labels", False)
+        multiple = getattr(opt, "size_multiple", 1)
+        smallest = minimum_side(multiple)
+        first: tuple[Path, tuple[int, int]] | None = None
+        for sample in self.samples:
+            check_lossless(sample.label, "label map", allow_lossy)
+            if sample.inst is not None:
+                check_lossless(sample.inst, "instance map", allow_lossy)
+            source = image_size(sample.label)
+            try:
+                size = output_size(opt, source)
+            except OptionError as err:
+                raise OptionError(f"{sample.label}: {err}") from None
+            if min(size) < smallest:
+                raise DataError(
+                    f"{sample.label}: its {source[0]}x{source[1]} pixels make a {size[0]}x{size[1]} input "
+                    f"(--resize_or_crop {opt.resize_or_crop}), smaller than the {smallest} pixels a side the "
+                    f"generator takes (total stride {multiple}); use larger images, --loadSize, or a shallower "
+                    "generator (--n_downsample_global)"
+                )
+            if first is None:
+                first = (sample.label, size)
+            elif size != first[1] and getattr(opt, "batchSize", 1) > 1:
+                raise DataError(
+                    f"{sample.label}: makes a {size[0]}x{size[1]} input but {first[0]} makes {first[1][0]}x"
+                    f"{first[1][1]}; a batch (--batchSize {opt.batchSize}) needs one size: use --batchSize 1, "
+                    "images of one size, or a cropping --resize_or_crop"
+                )
 
     def find_samples(self) -> list[Sample]:
         """The dataset's examples; subclasses must implement it."""

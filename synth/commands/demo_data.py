@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 
-from synth.commands.runner import arguments
+from synth.commands.runner import StrictParser, arguments
 from synth.core.errors import SynthError
 from synth.data.demo import DEMO_LABEL_NC, DemoConfig, write_demo_dataset
+from synth.options.validate import COMMAND_RANGES, check_ranges
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> StrictParser:
     """The synth-demo-data argument parser."""
     d = DemoConfig()
-    p = argparse.ArgumentParser(prog="synth-demo-data", description="Write the procedural demo dataset "
+    p = StrictParser(prog="synth-demo-data", description="Write the procedural demo dataset "
                                 "(pix2pixHD folder layout, label_nc 5) in a few seconds, no download.")
     p.add_argument("--out", required=True, help="folder to write into")
     p.add_argument("--n_train", type=int, default=d.n_train)
@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (synth-demo-data): 0 on success, 2 with one 'error: ...' line on a SynthError."""
-    args = _parser().parse_args(arguments(argv))
     try:
+        args = _parser().parse_args(arguments(argv))
+        check_ranges(args, COMMAND_RANGES)
         config = DemoConfig(width=args.size[0], height=args.size[1], n_train=args.n_train, n_test=args.n_test,
                             seed=args.seed, stripe_tail=args.stripe_tail, hue_spread=args.hue_spread,
                             brightness_min=args.brightness_min,

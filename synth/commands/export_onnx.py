@@ -18,6 +18,7 @@ from synth.export import (
     input_channels,
     size_multiple,
 )
+from synth.options.validate import COMMAND_RANGES, check_ranges
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from synth.options import parse_test_options
 
         args, rest = build_parser().parse_known_args(list(arguments(argv)))
+        check_ranges(args, COMMAND_RANGES)
         if args.static and (args.height is None or args.width is None):
             raise OptionError("--static needs --height and --width")
         if not any(tok.split("=")[0] in ("--device", "--gpu_ids") for tok in rest):

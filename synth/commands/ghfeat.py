@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +10,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from synth.commands.runner import arguments, load_run, run_cli, sample_batch, split_dataset
-from synth.core.errors import OptionError
+from synth.commands.runner import (
+    StrictParser,
+    arguments,
+    load_run,
+    refuse_existing,
+    run_cli,
+    sample_batch,
+    split_dataset,
+)
+from synth.core.errors import DataError, OptionError
 from synth.ghfeat import (
     DEFAULT_MIN_AREA_FRACTION,
     InstanceCodes,
@@ -28,18 +35,24 @@ from synth.ghfeat import (
     style_mix,
 )
 from synth.models.networks.generator_modulated import GROUPS
+from synth.options.validate import COMMAND_RANGES, check_ranges
 
 
 def _codes_of(model, opt, dataset, min_area: float) -> InstanceCodes:
+    """The instance codes of ``dataset``; DataError when no instance is large enough (an empty result)."""
     loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
-    return collect_codes(model, loader, min_area, not opt.no_progress)
+    codes = collect_codes(model, loader, min_area, not opt.no_progress)
+    if not len(codes.ids):
+        raise DataError(f"{opt.dataroot}: no instance of the {len(dataset)} images of phase '{opt.phase}' covers "
+                        f"more than --min_area_fraction {min_area:g} of its image")
+    return codes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``synth-ghfeat {reconstruct,mix,cluster,retrieve,probe,harmonise} --name NAME ...`` (see docs/ghfeat.md)."""
     from synth.visualize import save_png, tensor_to_image
 
-    parser = argparse.ArgumentParser(prog="synth-ghfeat", add_help=False)
+    parser = StrictParser(prog="synth-ghfeat", add_help=False)
     parser.add_argument("command", choices=("reconstruct", "mix", "cluster", "retrieve", "probe", "harmonise"))
     parser.add_argument("--out", default=None, help="output folder (default results/NAME/ghfeat)")
     parser.add_argument("--split", default="test", help="split to reconstruct, mix, query or probe on")
@@ -51,9 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=5, help="neighbours to retrieve")
     parser.add_argument("--query", default=None, help="KEY:INSTANCE to retrieve neighbours of")
     parser.add_argument("--min_area_fraction", type=float, default=DEFAULT_MIN_AREA_FRACTION)
-    args, rest = parser.parse_known_args(arguments(argv))
+    parser.add_argument("--overwrite", action="store_true", help="cluster: replace an existing cluster file")
 
     def body() -> int:
+        args, rest = parser.parse_known_args(arguments(argv))
+        check_ranges(args, COMMAND_RANGES)
         model, opt = load_run(rest, "reconstruct", "GH-Feat (--model ghfeat or ghfeat_baseline)")
         out_dir = Path(args.out) if args.out else Path(opt.results_dir) / opt.name / "ghfeat"
         if args.command == "reconstruct":
@@ -92,12 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = save_png(out_dir / name, np.concatenate([tensor_to_image(x) for x in row], axis=1))
             print(f"wrote {path}")
         elif args.command == "cluster":
-            codes = _codes_of(model, opt, split_dataset(opt, "train"), args.min_area_fraction)
-            clusters = cluster_codes(codes, opt.n_clusters, opt.seed)
             from synth.checkpoint import run_dir
 
-            path = save_clusters(run_dir(opt) / f"ghfeat_clusters_{opt.n_clusters:03d}.npz", clusters)
-            print(f"wrote {path} ({len(codes.ids)} instances, groups: {', '.join(clusters)})")
+            target = run_dir(opt) / f"ghfeat_clusters_{opt.n_clusters:03d}.npz"
+            refuse_existing(target, args.overwrite, "cluster file", "--n_clusters N")
+            codes = _codes_of(model, opt, split_dataset(opt, "train"), args.min_area_fraction)
+            path = save_clusters(target, cluster_codes(codes, opt.n_clusters, opt.seed))
+            print(f"wrote {path} ({len(codes.ids)} instances, groups: {', '.join(codes.groups)})")
         elif args.command == "retrieve":
             if not args.query or ":" not in args.query:
                 raise OptionError("retrieve needs --query KEY:INSTANCE (an instance of --split)")

@@ -46,6 +46,15 @@ class StrictParser(argparse.ArgumentParser):
         raise OptionError(message)
 
 
+def refuse_existing(path, overwrite: bool, what: str, elsewhere: str) -> None:
+    """OptionError when ``path`` (an output that holds work) exists and --overwrite was not given; ``elsewhere``
+    names the flag that writes another file instead."""
+    from pathlib import Path
+
+    if Path(path).exists() and not overwrite:
+        raise OptionError(f"{path}: {what} exists; pass --overwrite to replace it or {elsewhere} to write another")
+
+
 def load_run(rest: list[str], needs: str, kinds: str):
     """(model, options) of ``--name`` from test flags ``rest``; OptionError unless the model has method ``needs``
     (``kinds`` names the models that do, for the message)."""

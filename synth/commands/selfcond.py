@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from synth.commands.runner import arguments, load_run, run_cli, sample_batch, split_dataset
-from synth.core.errors import OptionError
+from synth.commands.runner import (
+    StrictParser,
+    arguments,
+    load_run,
+    refuse_existing,
+    run_cli,
+    sample_batch,
+    split_dataset,
+)
+from synth.core.errors import DataError, OptionError
 from synth.ghfeat import DEFAULT_MIN_AREA_FRACTION
 from synth.models.attributes import PseudoLabels, centroid_direction, fit_direction, flip_direction, pseudo_labels
+from synth.options.validate import COMMAND_RANGES, check_ranges
 from synth.selfcond import collect_object_codes, load_direction, read_labelled, save_direction, save_strip, sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``synth-selfcond {direction,label,sweep} --name RUN ...`` (see docs/selfcond.md)."""
-    parser = argparse.ArgumentParser(prog="synth-selfcond", add_help=False)
+    parser = StrictParser(prog="synth-selfcond", add_help=False)
     parser.add_argument("command", choices=("direction", "label", "sweep"))
     parser.add_argument("--labelled", default=None, help="direction: CSV key,instance,value of labelled objects")
     parser.add_argument("--method", default="svm", choices=("svm", "logreg", "kmeans"),
@@ -36,15 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline_labels", default=None,
                         help="sweep with an un-fine-tuned --model modulated run: its pseudo-label file")
     parser.add_argument("--min_area_fraction", type=float, default=DEFAULT_MIN_AREA_FRACTION)
-    args, rest = parser.parse_known_args(arguments(argv))
+    parser.add_argument("--overwrite", action="store_true", help="direction, label: replace an existing file")
 
     def body() -> int:
+        args, rest = parser.parse_known_args(arguments(argv))
+        check_ranges(args, COMMAND_RANGES)
         from synth.checkpoint import run_dir
 
         model, opt = load_run(rest, "encode_codes", "instance-code (--model modulated or selfcond)")
         if args.command in ("direction", "label"):
+            default_name = "direction.npz" if args.command == "direction" else "pseudo_labels.npz"
+            target = Path(args.out) if args.out else run_dir(opt) / default_name
+            refuse_existing(target, args.overwrite, f"{args.command} file", "--out FILE")
             loader = DataLoader(split_dataset(opt, "train"), batch_size=opt.batchSize, num_workers=opt.nThreads)
             objects = collect_object_codes(model, loader, args.min_area_fraction)
+            if not len(objects.ids):
+                raise DataError(f"{opt.dataroot}: no object (instance id >= 1000) of phase 'train' covers more than "
+                                f"--min_area_fraction {args.min_area_fraction:g} of its image")
         if args.command == "direction":
             if args.method == "kmeans":
                 direction = centroid_direction(objects.codes, opt.seed)
@@ -56,15 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 direction = fit_direction(objects.codes[rows], np.array(list(labelled.values())), args.method,
                                           opt.seed)
             direction = flip_direction(direction) if args.flip else direction
-            path = save_direction(args.out or run_dir(opt) / "direction.npz", direction)
+            path = save_direction(target, direction)
             print(f"wrote {path} ({objects.codes.shape[1]}-dimensional codes)")
         elif args.command == "label":
             if not args.direction or any("=" not in d for d in args.direction):
                 raise OptionError("label needs --direction NAME=FILE (one per attribute)")
             names = [d.split("=", 1)[0] for d in args.direction]
-            directions = [load_direction(d.split("=", 1)[1]) for d in args.direction]
+            files = [d.split("=", 1)[1] for d in args.direction]
+            directions = [load_direction(f) for f in files]
+            for file, direction in zip(files, directions, strict=True):
+                if len(direction.normal) != objects.codes.shape[1]:
+                    raise DataError(f"{file}: a direction in {len(direction.normal)}-d code space, but this run's "
+                                    f"codes are {objects.codes.shape[1]}-d")
             labels = pseudo_labels(names, directions, objects.codes, objects.keys, objects.ids)
-            path = labels.save(args.out or run_dir(opt) / "pseudo_labels.npz")
+            path = labels.save(target)
             print(f"wrote {path} ({len(labels.ids)} objects, attributes: {', '.join(names)})")
         else:
             if args.image is None or args.instance is None:

@@ -7,7 +7,6 @@ A ground module: it imports nothing of synth's but the other ground modules.
 from __future__ import annotations
 
 import io
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+    except Exception as exc:  # torch.load fails on foreign bytes in many ways (IndexError, UnpicklingError, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a synth checkpoint (no '{FORMAT}' marker)")
+    for key in ("options", "nets"):
+        if not isinstance(state.get(key), dict):
+            raise CheckpointError(f"{path}: damaged checkpoint (no '{key}' mapping)")
     return state

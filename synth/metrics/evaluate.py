@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from synth.core.atomic import atomic_write_text
 from synth.core.errors import DataError, OptionError
+from synth.data.io import image_size
 from synth.metrics import fid as fidlib
 from synth.metrics.segmentation import (
     DATASET_CLASSES,
@@ -34,6 +35,7 @@ from synth.metrics.segmentation import (
     ConfusionMatrix,
     to_train_ids,
 )
+from synth.options.validate import COMMAND_RANGES, check_ranges
 
 SYNTH_SUFFIX = "_synthesized_image"
 REAL_SUFFIX = "_real_image"
@@ -140,18 +142,20 @@ def compute_fid(
     Real images are resized bicubic to the size of the first synthesized image. Returns ``FID``, ``KID``,
     ``KID_std`` (None when unavailable), ``kid_subset_size`` and the counts.
     """
-    with Image.open(fake_files[0]) as first:
-        size = first.size  # (W, H)
+    size = image_size(fake_files[0])  # (W, H)
+    real_feats = None
+    if real_stats is not None:  # read (and checked) before any feature is computed
+        mu_r, sigma_r, real_feats = fidlib.load_statistics(real_stats)
+        if len(mu_r) != dims:
+            raise DataError(f"{real_stats}: statistics of {len(mu_r)}-d features, but --fid_dims is {dims}; pass "
+                            f"--fid_dims {len(mu_r)} or statistics made with this one")
+        n_real = int(real_feats.shape[0]) if real_feats is not None else None
+    elif not real_files:
+        raise DataError("no real images for FID: pass --real_dir, --real_stats or --dataroot, or --no_fid")
     model = fidlib.build_inception(fid_weights, dims, device)
     common = dict(model=model, batch_size=batch_size, num_workers=num_workers, device=device, progress=progress)
     fake_feats = fidlib.image_features(fake_files, size=None, desc="FID features (synthesized)", **common)
-    real_feats = None
-    if real_stats is not None:
-        mu_r, sigma_r, real_feats = fidlib.load_statistics(real_stats)
-        n_real = int(real_feats.shape[0]) if real_feats is not None else None
-    else:
-        if not real_files:
-            raise DataError("no real images for FID: pass --real_dir, --real_stats or --dataroot, or --no_fid")
+    if real_stats is None:
         real_feats = fidlib.image_features(real_files, size=size, desc="FID features (real)", **common)
         mu_r, sigma_r = fidlib.feature_statistics(real_feats)
         n_real = len(real_files)
@@ -341,8 +345,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     results_dir = Path(args.results_dir)
     images = find_synthesized(results_dir)
     files = [images[k] for k in sorted(images)]
-    with Image.open(files[0]) as first:
-        width, height = first.size
+    width, height = image_size(files[0])
     device = resolve_device(args.device)
     progress = not args.no_progress
     result: dict[str, Any] = {
@@ -478,6 +481,7 @@ def run(argv: Sequence[str]) -> list[dict[str, Any]]:
         cut = argv.index("--")
         argv, test_argv = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    check_ranges(args, COMMAND_RANGES)
     if args.runs:
         results = load_runs(args.runs)
     else:

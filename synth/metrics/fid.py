@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from synth.core.arrays_file import load_arrays, require_array
 from synth.core.atomic import atomic_write
 from synth.core.errors import CheckpointError, DataError, OptionError, WeightsMissingError
 
@@ -251,16 +252,17 @@ def save_statistics(path: str | Path, features: np.ndarray, *, keep_features: bo
 
 
 def load_statistics(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(mu, sigma, features or None)`` from an ``.npz`` written by ``save_statistics`` or by pytorch-fid."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: real-image statistics file not found")
-    try:
-        with np.load(path) as data:
-            if "mu" not in data or "sigma" not in data:
-                raise DataError(f"{path}: not FID statistics (needs the arrays 'mu' and 'sigma')")
-            feats = data["features"].astype(np.float64) if "features" in data else None
-            return data["mu"].astype(np.float64), data["sigma"].astype(np.float64), feats
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read statistics ({exc})") from None
-
+    """``(mu, sigma, features or None)`` from an ``.npz`` written by ``save_statistics`` or by pytorch-fid; a
+    missing, empty, truncated or inconsistent file is one DataError line naming it."""
+    what = "real-image statistics file"
+    data = load_arrays(path, what, ("mu", "sigma"), " (needs the arrays 'mu' and 'sigma', e.g. from --save_real_stats)")
+    mu = require_array(path, what, "mu", data["mu"], 1).astype(np.float64)
+    sigma = require_array(path, what, "sigma", data["sigma"], 2).astype(np.float64)
+    if sigma.shape != (len(mu), len(mu)):
+        raise DataError(f"{path}: {what}: 'sigma' is {sigma.shape[0]}x{sigma.shape[1]} but 'mu' has {len(mu)} values")
+    feats = None
+    if "features" in data:
+        feats = require_array(path, what, "features", data["features"], 2).astype(np.float64)
+        if feats.shape[1] != len(mu):
+            raise DataError(f"{path}: {what}: 'features' are {feats.shape[1]}-d but 'mu' has {len(mu)} values")
+    return mu, sigma, feats
