@@ -187,7 +187,6 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
 #: pix2pixHD flags parsed but not carried out yet: refused with one line rather than silently ignored.
 _NOT_YET = {
     "pool_size": "--pool_size (pix2pixHD's image pool) is not implemented yet; drop it (0, the default, is off)",
-    "tf_log": "--tf_log (TensorBoard) is not implemented yet; losses go to loss_log.txt and wandb",
     "use_dropout": "--use_dropout is not implemented yet; drop it",
     "export_onnx": "--export_onnx is not wired into test.py yet; use synth-export-onnx",
     "onnx": "--onnx (onnxruntime inference) is not wired into test.py yet; run synth-test on the checkpoint",

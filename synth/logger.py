@@ -1,5 +1,6 @@
-"""What a person watches during training: a tqdm bar with the losses, loss_log.txt, wandb (offline by default)
-and a web page of recent visuals. Values are read from the device only at ``--print_freq``/``--display_freq``."""
+"""What a person watches during training: a tqdm bar with the losses, loss_log.txt, wandb (offline by default),
+TensorBoard event files with ``--tf_log`` (as pix2pixHD) and a web page of recent visuals. Values are read from
+the device only at ``--print_freq``/``--display_freq``."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class RunLogger:
         self.run_dir = run_dir
         self.web_dir = run_dir / "web"
         self.wandb = None if opt.no_wandb else _start_wandb(opt, run_dir)
+        self.tensorboard = _start_tensorboard(run_dir) if getattr(opt, "tf_log", False) else None
         self.started = time.time()
 
     def epoch_bar(self, epoch: int, size: int, done: int) -> Any:
@@ -76,13 +78,17 @@ class RunLogger:
             f.write(line + "\n")
         if self.wandb is not None:
             self.wandb.log({f"loss/{k}": v for k, v in values.items()} | {"epoch": epoch}, step=total_iters)
+        if self.tensorboard is not None:
+            for key, value in values.items():
+                self.tensorboard.add_scalar(key, value, total_iters)
+            self.tensorboard.flush()
         return values
 
     def log_visuals(self, batch: dict, fake: torch.Tensor, epoch: int, total_iters: int,
                     extra: dict[str, torch.Tensor] | None = None) -> None:
         """Save the first sample's label / synthesized / real images (and a model's ``extra`` images, e.g. ECGAN's
         edge map) and refresh the training page."""
-        if self.opt.no_html and self.wandb is None:
+        if self.opt.no_html and self.wandb is None and self.tensorboard is None:
             return
         visuals = visuals_of(batch, fake, 0, self.opt.label_nc, extra)
         if not self.opt.no_html:
@@ -95,6 +101,10 @@ class RunLogger:
 
             images = [wandb.Image(array, caption=kind) for kind, array in visuals.items()]
             self.wandb.log({"visuals": images}, step=total_iters)
+        if self.tensorboard is not None:
+            for kind, array in visuals.items():
+                self.tensorboard.add_image(kind, array, total_iters, dataformats="HWC")
+            self.tensorboard.flush()
 
     def _write_page(self) -> None:
         """The page lists the newest entries first; entries are read back from the images folder."""
@@ -109,6 +119,9 @@ class RunLogger:
         if self.wandb is not None:
             self.wandb.finish()
             self.wandb = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
 
 def visuals_of(
@@ -126,6 +139,13 @@ def visuals_of(
     if "image" in batch:
         visuals["real_image"] = tensor_to_image(batch["image"][i])
     return visuals
+
+
+def _start_tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer in ``run_dir/logs``, where pix2pixHD's ``--tf_log`` wrote its event files."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run_dir / "logs"))
 
 
 def _start_wandb(opt: argparse.Namespace, run_dir: Path) -> Any:

@@ -8,6 +8,7 @@ import pytest
 
 from synth.core.errors import OptionError
 from synth.options import parse_test_options, parse_train_options
+from tests.conftest import tiny_flags
 
 
 @pytest.mark.parametrize("argv", [["--fp16"], ["--data_type", "16"]])
@@ -44,7 +45,7 @@ def test_several_gpu_ids_point_to_torchrun():
         parse_train_options(["--gpu_ids", "0,1,2,3,4,5,6,7"])
 
 
-@pytest.mark.parametrize("argv", [["--pool_size", "50"], ["--tf_log"], ["--use_dropout"]])
+@pytest.mark.parametrize("argv", [["--pool_size", "50"], ["--use_dropout"]])
 def test_not_yet_implemented_train_flags_refuse(argv):
     with pytest.raises(OptionError, match="not implemented yet"):
         parse_train_options(argv + ["--device", "cpu"])
@@ -63,3 +64,23 @@ def test_engine_without_tensorrt_says_so():
 
 def test_display_winsize_accepted():
     assert parse_train_options(["--display_winsize", "256", "--device", "cpu"]).display_winsize == 256
+
+
+def test_tf_log_writes_tensorboard_scalars_and_images(demo_root, tmp_path):
+    """--tf_log: pix2pixHD's checkpoints/NAME/logs event files, with each loss term at its step and the visuals."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from synth.commands.train import main as train_main
+
+    assert train_main(tiny_flags(demo_root, tmp_path) + ["--tf_log", "--niter_decay", "0"]) == 0
+    logs = tmp_path / "tiny" / "logs"
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    scalars, images = events.Tags()["scalars"], events.Tags()["images"]
+    assert {"G_GAN", "D_real", "D_fake"} <= set(scalars)
+    steps = [e.step for e in events.Scalars("G_GAN")]
+    assert steps == sorted(steps) and len(steps) == 2  # 8 images, batch 2, --print_freq 4: iterations 4 and 8
+    text_log = (tmp_path / "tiny" / "loss_log.txt").read_text().splitlines()
+    first_g_gan = float(text_log[0].split("G_GAN: ")[1].split()[0])
+    assert abs(events.Scalars("G_GAN")[0].value - first_g_gan) < 1e-4
+    assert "synthesized_image" in images
