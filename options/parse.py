@@ -211,8 +211,6 @@ def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
     for key, line in _NOT_YET.items():
         if getattr(opt, key, None):
             raise OptionError(line)
-    if getattr(opt, "aspect_ratio", 1.0) != 1.0:
-        raise OptionError("--aspect_ratio other than 1.0 is not implemented yet; drop it")
     if getattr(opt, "engine", None):
         try:
             import tensorrt  # noqa: F401

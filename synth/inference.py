@@ -71,12 +71,13 @@ def run_inference(opt: argparse.Namespace) -> Path:
                 for i, key in enumerate(batch["key"]):
                     if len(rows) >= total:
                         break
-                    rows.append(_write_sample(out_dir, key, visuals_of(batch, fake, i, opt.label_nc, extra)))
+                    visuals = visuals_of(batch, fake, i, opt.label_nc, extra)
+                    rows.append(_write_sample(out_dir, key, visuals, getattr(opt, "aspect_ratio", 1.0)))
                     bar.update(1)
                 if len(rows) >= total:
                     break
     title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}"
-    return write_html_page(out_dir / "index.html", title, rows)
+    return write_html_page(out_dir / "index.html", title, rows, width=getattr(opt, "display_winsize", 256))
 
 
 def _synthesize(model: LayoutModel, generator_input: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -120,10 +121,24 @@ def feature_source(model: LayoutModel, opt: argparse.Namespace, has_images: bool
     return sample
 
 
-def _write_sample(out_dir: Path, key: str, visuals: dict) -> tuple[str, list[tuple[str, str]]]:
+def with_aspect_ratio(array: np.ndarray, ratio: float, nearest: bool = False) -> np.ndarray:
+    """``--aspect_ratio`` (the pix2pixHD / CycleGAN test flag): a saved HxW picture stretched to width/height
+    ``ratio`` times its own, widening when ratio > 1 and heightening when < 1; label colours stay exact."""
+    if ratio == 1.0:
+        return array
+    import cv2
+
+    h, w = array.shape[:2]
+    size = (round(w * ratio), h) if ratio > 1 else (w, round(h / ratio))
+    return cv2.resize(array, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_CUBIC)
+
+
+def _write_sample(
+    out_dir: Path, key: str, visuals: dict, aspect_ratio: float = 1.0
+) -> tuple[str, list[tuple[str, str]]]:
     images = []
     for kind, array in visuals.items():
         name = f"{key}_{kind}.png"
-        save_png(out_dir / "images" / name, array)
+        save_png(out_dir / "images" / name, with_aspect_ratio(array, aspect_ratio, nearest=kind == "input_label"))
         images.append((kind, f"images/{name}"))
     return key, images

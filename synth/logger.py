@@ -113,7 +113,8 @@ class RunLogger:
         for stem in reversed(stems[-WEB_PAGE_ENTRIES:]):
             images = sorted((self.web_dir / "images").glob(f"{stem}_*.png"))
             rows.append((stem, [(p.stem[len(stem) + 1 :], f"images/{p.name}") for p in images]))
-        write_html_page(self.web_dir / "index.html", f"Training visuals: {self.opt.name}", rows)
+        write_html_page(self.web_dir / "index.html", f"Training visuals: {self.opt.name}", rows,
+                        width=getattr(self.opt, "display_winsize", 256))
 
     def close(self) -> None:
         if self.wandb is not None:
