@@ -17,6 +17,7 @@ ARCHITECTURE_KEYS: tuple[str, ...] = (
     "n_blocks_global",
     "n_local_enhancers",
     "n_blocks_local",
+    "use_dropout",
     "norm",
     "label_nc",
     "contain_dontcare_label",

@@ -187,7 +187,6 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
 #: pix2pixHD flags parsed but not carried out yet: refused with one line rather than silently ignored.
 _NOT_YET = {
     "pool_size": "--pool_size (pix2pixHD's image pool) is not implemented yet; drop it (0, the default, is off)",
-    "use_dropout": "--use_dropout is not implemented yet; drop it",
     "export_onnx": "--export_onnx is not wired into test.py yet; use synth-export-onnx",
     "onnx": "--onnx (onnxruntime inference) is not wired into test.py yet; run synth-test on the checkpoint",
 }
@@ -208,6 +207,9 @@ def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
                           "(= --amp fp16, CUDA) or --amp bf16")
     if getattr(opt, "local_rank", None) is not None:
         os.environ.setdefault("LOCAL_RANK", str(opt.local_rank))
+    if getattr(opt, "use_dropout", False) and (opt.model != "pix2pixHD" or opt.netG not in ("global", "local")):
+        raise OptionError(f"--use_dropout applies to pix2pixHD's global and local generators, not --model "
+                          f"{opt.model} --netG {opt.netG}; drop it")
     for key, line in _NOT_YET.items():
         if getattr(opt, key, None):
             raise OptionError(line)

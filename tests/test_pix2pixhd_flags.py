@@ -45,7 +45,7 @@ def test_several_gpu_ids_point_to_torchrun():
         parse_train_options(["--gpu_ids", "0,1,2,3,4,5,6,7"])
 
 
-@pytest.mark.parametrize("argv", [["--pool_size", "50"], ["--use_dropout"]])
+@pytest.mark.parametrize("argv", [["--pool_size", "50"]])
 def test_not_yet_implemented_train_flags_refuse(argv):
     with pytest.raises(OptionError, match="not implemented yet"):
         parse_train_options(argv + ["--device", "cpu"])
@@ -110,3 +110,36 @@ def test_aspect_ratio_and_display_winsize_shape_the_results(demo_root, tmp_path,
     assert len(np.unique(label.reshape(-1, 3), axis=0)) == len(np.unique(plain))
     html = (out / "index.html").read_text()
     assert html.count("width='100'") == 3 and "width='256'" not in html
+
+
+@pytest.mark.parametrize("net", ["global", "local"])
+def test_use_dropout_puts_pix2pixhd_dropout_in_the_residual_blocks(net):
+    import torch
+
+    from synth.models.networks import build_generator
+
+    argv = ["--netG", net, "--ngf", "4", "--n_downsample_global", "1", "--n_blocks_global", "2", "--device", "cpu"]
+    with_dropout = build_generator(parse_train_options(argv + ["--use_dropout"]), 3)
+    plain = build_generator(parse_train_options(argv), 3)
+    rates = [m.p for m in with_dropout.modules() if isinstance(m, torch.nn.Dropout)]
+    blocks = 2 + (3 if net == "local" else 0)  # pix2pixHD's local enhancer has 3 blocks by default
+    assert rates == [0.5] * blocks and not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    x = torch.randn(1, 3, 16, 16)
+    with_dropout.train()
+    assert not torch.equal(with_dropout(x), with_dropout(x))  # training draws a new mask per pass
+    with_dropout.eval()
+    assert torch.equal(with_dropout(x), with_dropout(x))
+
+
+def test_use_dropout_is_an_architecture_flag_and_refused_where_it_cannot_apply(demo_root, tmp_path):
+    from synth.checkpoint import checkpoint_path, load_checkpoint, merge_architecture
+    from synth.commands.train import main as train_main
+
+    assert train_main(tiny_flags(demo_root, tmp_path) + ["--use_dropout", "--niter_decay", "0"]) == 0
+    test_opt = parse_test_options(["--name", "tiny", "--checkpoints_dir", str(tmp_path), "--device", "cpu"])
+    path = checkpoint_path(test_opt, "latest")
+    assert test_opt.use_dropout is False
+    merge_architecture(test_opt, load_checkpoint(path)["options"], path)
+    assert test_opt.use_dropout is True
+    with pytest.raises(OptionError, match="--use_dropout applies to pix2pixHD's global and local"):
+        parse_train_options(["--model", "ecgan", "--use_dropout", "--device", "cpu"])

@@ -13,9 +13,11 @@ NormFactory = Callable[[int], nn.Module]
 
 
 class ResnetBlock(nn.Module):
-    """pix2pixHD residual block: x + [pad, conv3, norm, relu, pad, conv3, norm](x), at constant width."""
+    """pix2pixHD residual block: x + [pad, conv3, norm, relu, (dropout,) pad, conv3, norm](x), at constant width.
 
-    def __init__(self, dim: int, norm: str = "instance") -> None:
+    ``dropout`` > 0 puts nn.Dropout where pix2pixHD's ResnetBlock(use_dropout=True) has it (``--use_dropout``)."""
+
+    def __init__(self, dim: int, norm: str = "instance", dropout: float = 0.0) -> None:
         super().__init__()
         make_norm = norm_layer(norm)
         self.body = nn.Sequential(
@@ -23,6 +25,7 @@ class ResnetBlock(nn.Module):
             nn.Conv2d(dim, dim, kernel_size=3),
             make_norm(dim),
             nn.ReLU(inplace=True),
+            *([nn.Dropout(dropout)] if dropout > 0 else []),
             nn.ReflectionPad2d(1),
             nn.Conv2d(dim, dim, kernel_size=3),
             make_norm(dim),

@@ -12,6 +12,11 @@ from synth.models.networks.norm import norm_layer
 from synth.models.registry import GENERATORS
 
 
+def dropout_of(opt: Any) -> float:
+    """The residual blocks' dropout: pix2pixHD's p = 0.5 with ``--use_dropout``, none otherwise."""
+    return 0.5 if getattr(opt, "use_dropout", False) else 0.0
+
+
 @GENERATORS.register("global")
 class GlobalGenerator(nn.Module):
     """stem -> down (n_downsampling stages) -> blocks (residual) -> up -> head; layer for layer pix2pixHD's.
@@ -30,6 +35,7 @@ class GlobalGenerator(nn.Module):
         norm: str = "instance",
         *,
         with_head: bool = True,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         make_norm = norm_layer(norm)
@@ -37,14 +43,17 @@ class GlobalGenerator(nn.Module):
         width = ngf * 2**n_downsampling
         self.stem = input_stem(input_nc, ngf, make_norm)
         self.down = nn.Sequential(*[downsample_stage(ngf * 2**i, make_norm) for i in range(n_downsampling)])
-        self.blocks = nn.Sequential(*[ResnetBlock(width, norm) for _ in range(n_blocks)])
+        self.blocks = nn.Sequential(*[ResnetBlock(width, norm, dropout) for _ in range(n_blocks)])
         self.up = nn.Sequential(*[upsample_stage(width // 2**i, make_norm) for i in range(n_downsampling)])
         self.head = output_head(ngf, output_nc) if with_head else nn.Identity()
 
     @classmethod
     def from_options(cls, opt: Any, input_nc: int) -> GlobalGenerator:
-        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc)."""
-        return cls(input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm)
+        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc, use_dropout)."""
+        return cls(
+            input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm,
+            dropout=dropout_of(opt),
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output (ngf channels, input resolution) before the image head."""

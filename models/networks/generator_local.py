@@ -10,7 +10,7 @@ from torch import nn
 
 from synth.core.errors import CheckpointError
 from synth.models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
-from synth.models.networks.generator_global import GlobalGenerator
+from synth.models.networks.generator_global import GlobalGenerator, dropout_of
 from synth.models.networks.norm import norm_layer
 from synth.models.registry import GENERATORS
 
@@ -18,12 +18,15 @@ from synth.models.registry import GENERATORS
 class EnhancerBranch(nn.Module):
     """One enhancer: stem + down encode the finer input; blocks + up (+ head for the last) refine the sum."""
 
-    def __init__(self, input_nc: int, output_nc: int, width: int, n_blocks: int, norm: str, with_head: bool):
+    def __init__(
+        self, input_nc: int, output_nc: int, width: int, n_blocks: int, norm: str, with_head: bool,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         make_norm = norm_layer(norm)
         self.stem = input_stem(input_nc, width, make_norm)
         self.down = downsample_stage(width, make_norm)
-        self.blocks = nn.Sequential(*[ResnetBlock(width * 2, norm) for _ in range(n_blocks)])
+        self.blocks = nn.Sequential(*[ResnetBlock(width * 2, norm, dropout) for _ in range(n_blocks)])
         self.up = upsample_stage(width * 2, make_norm)
         self.head = output_head(width, output_nc) if with_head else nn.Identity()
 
@@ -48,13 +51,15 @@ class LocalEnhancer(nn.Module):
         n_local_enhancers: int = 1,
         n_blocks_local: int = 3,
         norm: str = "instance",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_local_enhancers = n_local_enhancers
         self.size_multiple = 2 ** (n_downsample_global + n_local_enhancers)
         global_ngf = ngf * 2**n_local_enhancers
         self.global_net = GlobalGenerator(
-            input_nc, output_nc, global_ngf, n_downsample_global, n_blocks_global, norm, with_head=False
+            input_nc, output_nc, global_ngf, n_downsample_global, n_blocks_global, norm, with_head=False,
+            dropout=dropout,
         )
         self.enhancers = nn.ModuleList(
             EnhancerBranch(
@@ -64,6 +69,7 @@ class LocalEnhancer(nn.Module):
                 n_blocks_local,
                 norm,
                 with_head=n == n_local_enhancers,
+                dropout=dropout,
             )
             for n in range(1, n_local_enhancers + 1)
         )
@@ -81,6 +87,7 @@ class LocalEnhancer(nn.Module):
             opt.n_local_enhancers,
             opt.n_blocks_local,
             opt.norm,
+            dropout=dropout_of(opt),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
