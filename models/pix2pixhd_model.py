@@ -12,6 +12,7 @@ from torch import nn
 
 from synth.data.preprocess import effective_label_nc, instance_boundaries, one_hot
 from synth.models.base_model import LayoutModel, StepOutput
+from synth.models.image_pool import ImagePool
 from synth.models.losses import GANLoss, VGGLoss, feature_matching_loss
 from synth.models.networks import build_discriminator, build_encoder, build_generator
 from synth.models.networks.vgg import VGG19Features
@@ -70,6 +71,12 @@ class Pix2PixHDModel(LayoutModel):
             self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
         # Instance (or no) normalisation is per sample, so real and fake pairs can share one D forward.
         self._joint_d_pass = opt.norm != "batch"
+        pool_size = getattr(opt, "pool_size", 0)
+        self.fake_pool = ImagePool(pool_size, opt.seed) if pool_size > 0 else None
+
+    def stateful_parts(self) -> dict[str, nn.Module]:
+        """The image pool, when there is one: its images and draws resume exactly."""
+        return {"fake_pool": self.fake_pool} if getattr(self, "fake_pool", None) is not None else {}
 
     def networks(self) -> dict[str, nn.Module]:
         nets = {"G": self.netG}
@@ -158,6 +165,9 @@ class Pix2PixHDModel(LayoutModel):
             g_losses["G_GAN_Feat"] = feature_matching_loss(pred_fake, pred_real, self.opt.lambda_feat)
         if not self.opt.no_vgg_loss:
             g_losses["G_VGG"] = self.vgg_loss(fake, real) * self.opt.lambda_feat
+        if getattr(self, "fake_pool", None) is not None:  # D's fake term on pooled earlier fakes (pix2pixHD)
+            pooled = self.fake_pool.query(torch.cat([semantics, fake], dim=1))
+            pred_fake = self.run("D", pooled)
         d_losses = {
             "D_fake": 0.5 * self.gan_loss(pred_fake, False, for_discriminator=True),
             "D_real": 0.5 * self.gan_loss(pred_real, True, for_discriminator=True),

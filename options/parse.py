@@ -186,7 +186,6 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
     return "none", "this CPU has no native bf16 (AVX512-BF16/AMX), fp32 is faster"
 #: pix2pixHD flags parsed but not carried out yet: refused with one line rather than silently ignored.
 _NOT_YET = {
-    "pool_size": "--pool_size (pix2pixHD's image pool) is not implemented yet; drop it (0, the default, is off)",
     "export_onnx": "--export_onnx is not wired into test.py yet; use synth-export-onnx",
     "onnx": "--onnx (onnxruntime inference) is not wired into test.py yet; run synth-test on the checkpoint",
 }
@@ -210,6 +209,12 @@ def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
     if getattr(opt, "use_dropout", False) and (opt.model != "pix2pixHD" or opt.netG not in ("global", "local")):
         raise OptionError(f"--use_dropout applies to pix2pixHD's global and local generators, not --model "
                           f"{opt.model} --netG {opt.netG}; drop it")
+    if getattr(opt, "pool_size", 0) > 0:
+        if opt.model != "pix2pixHD":
+            raise OptionError(f"--pool_size is pix2pixHD's image pool for its D; --model {opt.model} has none")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise OptionError("--pool_size under torchrun is not supported (as in pix2pixHD): each process would "
+                              "keep its own pool and a checkpoint holds one; drop it or train on one process")
     for key, line in _NOT_YET.items():
         if getattr(opt, key, None):
             raise OptionError(line)

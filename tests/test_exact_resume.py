@@ -34,6 +34,7 @@ ECGAN = [
 #: model case -> extra flags ("{mod}" and "{labels}" are filled in from the pretrained fixture)
 CASES = {
     "pix2pixHD": [],
+    "pix2pixHD_image_pool": ["--pool_size", "3", "--use_dropout"],
     "pix2pixHD_features": ["--instance_feat", "--nef", "4", "--n_downsample_E", "2"],
     "local_enhancer": [
         "--netG",

@@ -45,10 +45,49 @@ def test_several_gpu_ids_point_to_torchrun():
         parse_train_options(["--gpu_ids", "0,1,2,3,4,5,6,7"])
 
 
-@pytest.mark.parametrize("argv", [["--pool_size", "50"]])
-def test_not_yet_implemented_train_flags_refuse(argv):
-    with pytest.raises(OptionError, match="not implemented yet"):
-        parse_train_options(argv + ["--device", "cpu"])
+def test_image_pool_fills_then_returns_history_half_the_time():
+    """pix2pixHD's ImagePool: the first pool_size images come back as they are; afterwards each query returns
+    either the new image or one stored earlier (which the new one replaces), each about half the time."""
+    import torch
+
+    from synth.models.image_pool import ImagePool
+
+    pool = ImagePool(4, seed=0)
+    first = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 2, 3, 3)
+    assert torch.equal(pool.query(first), first)
+    seen = {float(v) for v in first[:, 0, 0, 0]}
+    from_history = 0
+    for step in range(200):
+        new = torch.full((1, 2, 3, 3), 100.0 + step)
+        out = pool.query(new)
+        value = float(out[0, 0, 0, 0])
+        assert value == 100.0 + step or value in seen  # never anything else
+        from_history += value != 100.0 + step
+        if value != 100.0 + step:  # the stored image handed out is replaced by the new one
+            seen.discard(value)
+            seen.add(100.0 + step)
+        assert {float(v) for v in pool.images[:, 0, 0, 0]} == seen and pool.count == 4
+    assert 70 < from_history < 130
+    with pytest.raises(Exception, match="--pool_size needs one image size"):
+        pool.query(torch.zeros(1, 2, 5, 5))
+
+
+def test_image_pool_state_round_trips_and_is_refused_where_it_cannot_apply(monkeypatch):
+    import torch
+
+    from synth.models.image_pool import ImagePool
+
+    pool = ImagePool(3, seed=5)
+    pool.query(torch.randn(2, 1, 2, 2))
+    copy = ImagePool(3, seed=99)
+    copy.load_state_dict(pool.state_dict())
+    batch = torch.randn(4, 1, 2, 2)
+    assert torch.equal(pool.query(batch), copy.query(batch)) and torch.equal(pool.images, copy.images)
+    with pytest.raises(OptionError, match="--model ecgan has none"):
+        parse_train_options(["--model", "ecgan", "--pool_size", "5", "--device", "cpu"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(OptionError, match="under torchrun"):
+        parse_train_options(["--pool_size", "5", "--device", "cpu"])
 
 
 @pytest.mark.parametrize("argv", [["--export_onnx", "g.onnx"], ["--onnx", "g.onnx"]])
