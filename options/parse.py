@@ -186,8 +186,6 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
     return "none", "this CPU has no native bf16 (AVX512-BF16/AMX), fp32 is faster"
 #: pix2pixHD flags parsed but not carried out yet: refused with one line rather than silently ignored.
 _NOT_YET = {
-    "export_onnx": "--export_onnx is not wired into test.py yet; use synth-export-onnx",
-    "onnx": "--onnx (onnxruntime inference) is not wired into test.py yet; run synth-test on the checkpoint",
 }
 
 

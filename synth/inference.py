@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ def run_inference(opt: argparse.Namespace) -> Path:
     opt.size_multiple = generator_size_multiple(opt)
     dataset = create_dataset(opt)
     features = feature_source(model, opt, dataset.has_images)
+    synthesize = onnx_synthesizer(opt.onnx, model) if getattr(opt, "onnx", None) else partial(_synthesize, model)
     loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.which_epoch}"
     rows = []
@@ -67,7 +69,7 @@ def run_inference(opt: argparse.Namespace) -> Path:
         with torch.inference_mode(), autocast(opt):
             for batch in loader:
                 semantics, real = model.encode_input(batch)
-                fake, extra = _synthesize(model, model.generator_input(semantics, features(batch, real)))
+                fake, extra = synthesize(model.generator_input(semantics, features(batch, real)))
                 for i, key in enumerate(batch["key"]):
                     if len(rows) >= total:
                         break
@@ -78,6 +80,27 @@ def run_inference(opt: argparse.Namespace) -> Path:
                     break
     title = f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {opt.which_epoch}"
     return write_html_page(out_dir / "index.html", title, rows, width=getattr(opt, "display_winsize", 256))
+
+
+def onnx_synthesizer(path: str, model: LayoutModel) -> Callable[[torch.Tensor], tuple[torch.Tensor, dict]]:
+    """``--onnx``: the generator run by onnxruntime from an exported file (synth-export-onnx or
+    ``test.py --export_onnx``) instead of torch; the checkpoint still gives the input encoding."""
+    if getattr(model, "inference_visuals", None) is not None:
+        raise OptionError(f"--onnx {path}: --model {model.opt.model} makes more than the image; run it in torch")
+    if not Path(path).is_file():
+        raise OptionError(f"--onnx {path}: no such file (write one with --export_onnx {path})")
+    try:
+        import onnxruntime
+    except ImportError:
+        raise OptionError("--onnx needs onnxruntime: pip install onnxruntime") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def synthesize(generator_input: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        out = session.run(None, {name: generator_input.float().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(generator_input.device), {}
+
+    return synthesize
 
 
 def _synthesize(model: LayoutModel, generator_input: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

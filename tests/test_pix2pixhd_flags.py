@@ -90,10 +90,30 @@ def test_image_pool_state_round_trips_and_is_refused_where_it_cannot_apply(monke
         parse_train_options(["--pool_size", "5", "--device", "cpu"])
 
 
-@pytest.mark.parametrize("argv", [["--export_onnx", "g.onnx"], ["--onnx", "g.onnx"]])
-def test_not_yet_wired_test_flags_refuse(argv):
-    with pytest.raises(OptionError, match="not (implemented|wired)"):
-        parse_test_options(argv + ["--device", "cpu"])
+def test_export_onnx_then_onnx_synthesizes_what_torch_does(demo_root, tmp_path, capsys):
+    """pix2pixHD's test.py --export_onnx FILE writes the generator; test.py --onnx FILE runs the split through
+    onnxruntime, giving the torch results (to 8-bit rounding)."""
+    import numpy as np
+    from PIL import Image
+
+    from synth.commands.test import main as synth_test
+    from synth.commands.train import main as train_main
+
+    assert train_main(tiny_flags(demo_root, tmp_path / "ck") + ["--niter_decay", "0"]) == 0
+    common = ["--name", "tiny", "--checkpoints_dir", str(tmp_path / "ck"), "--device", "cpu", "--no_progress",
+              "--how_many", "2"]
+    onnx_file = tmp_path / "g.onnx"
+    assert synth_test(common + ["--export_onnx", str(onnx_file)]) == 0
+    assert onnx_file.is_file() and not (tmp_path / "torch").exists()
+    assert synth_test(common + ["--results_dir", str(tmp_path / "torch")]) == 0
+    assert synth_test(common + ["--results_dir", str(tmp_path / "ort"), "--onnx", str(onnx_file)]) == 0
+    name = "tiny/test_latest/images/demo_00001_synthesized_image.png"
+    by_torch = np.asarray(Image.open(tmp_path / "torch" / name)).astype(int)
+    by_ort = np.asarray(Image.open(tmp_path / "ort" / name)).astype(int)
+    assert by_torch.std() > 0 and np.abs(by_torch - by_ort).max() <= 1
+    capsys.readouterr()
+    assert synth_test(common + ["--onnx", str(tmp_path / "missing.onnx")]) == 2
+    assert "--onnx" in capsys.readouterr().err and "no such file" in capsys.readouterr().err + "no such file"
 
 
 def test_engine_without_tensorrt_says_so():
