@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny_flags
+from tests.test_api import example_code
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("synth", "models", "data", "options", "configs", "setup.cfg", "pyproject.toml", "README.md")
@@ -57,7 +58,7 @@ def test_the_wheel_holds_one_top_level_package_and_the_configs(wheel_env):
 
 
 @pytest.mark.slow
-def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, demo_root, tmp_path):
+def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, demo_root, feature_run, tmp_path):
     bin_dir, _ = wheel_env
     work = tmp_path / "project"
     for folder in ("data", "models", "options"):
@@ -71,6 +72,16 @@ def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, de
     result = run(str(bin_dir / "python"), "use_synth.py")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "imports ok" in result.stdout
+
+    # docs/api.md's example, on a feature run laid out where it looks (checkpoints/, datasets/demo)
+    (work / "checkpoints").mkdir()
+    (work / "datasets").mkdir()
+    os.symlink(feature_run["checkpoints"] / feature_run["name"], work / "checkpoints" / "demo_features")
+    os.symlink(feature_run["dataroot"], work / "datasets" / "demo")
+    (work / "api_example.py").write_text(example_code())
+    result = run(str(bin_dir / "python"), "api_example.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "restyled instance" in result.stdout
 
     flags = tiny_flags(demo_root, tmp_path / "ck", "wheel")
     result = run(str(bin_dir / "synth-train"), *flags, "--max_iters", "2")
