@@ -165,10 +165,13 @@ class Synthesizer:
         return self.clusters.cluster_count(label_id) if self.clusters is not None else 0
 
     # ----- layouts -----------------------------------------------------------------------------------------
-    def layout(self, label: MapLike, inst: MapLike | None = None, name: str | None = None) -> Layout:
-        """A checked layout from maps in any accepted form (the same one-line errors as the command line)."""
+    def layout(
+        self, label: MapLike, inst: MapLike | None = None, name: str | None = None, inst_name: str | None = None
+    ) -> Layout:
+        """A checked layout from maps in any accepted form (the same one-line errors as the command line);
+        ``name`` / ``inst_name``: what messages call the maps (default: their file names)."""
         label_name = name or _name(label, "label map")
-        inst_name = _name(inst, "instance map") if inst is not None else None
+        inst_name = inst_name or (_name(inst, "instance map") if inst is not None else None)
         label_ids = _id_array(label, "label map", label_name)
         inst_ids = _id_array(inst, "instance map", inst_name) if inst is not None else None
         label_ids, inst_ids = check_layout(self.opt, label_ids, inst_ids, label_name, inst_name)
