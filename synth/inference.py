@@ -67,7 +67,7 @@ def run_inference(opt: argparse.Namespace) -> Path:
         with torch.inference_mode(), autocast(opt):
             for batch in loader:
                 semantics, real = model.encode_input(batch)
-                fake, extra = _synthesize(model, model.generator_input(semantics, features(batch, real)))
+                fake, extra = synthesize_visuals(model, model.generator_input(semantics, features(batch, real)))
                 for i, key in enumerate(batch["key"]):
                     if len(rows) >= total:
                         break
@@ -79,7 +79,9 @@ def run_inference(opt: argparse.Namespace) -> Path:
     return write_html_page(out_dir / "index.html", title, rows)
 
 
-def _synthesize(model: LayoutModel, generator_input: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def synthesize_visuals(
+    model: LayoutModel, generator_input: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The synthesized image, plus the extra images of a model with ``inference_visuals`` (ECGAN's edge map...)."""
     extra_visuals = getattr(model, "inference_visuals", None)
     if extra_visuals is None:
