@@ -5,7 +5,9 @@ Every failure (missing, unreadable, truncated, wrong number of channels) becomes
 
 from __future__ import annotations
 
+import io
 from os import PathLike
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,10 +21,20 @@ LOSSY_SUFFIXES = (".jpg", ".jpeg")
 _ID_MODES = ("1", "L", "P", "I")
 
 
-def _load(path: str | PathLike[str]) -> Image.Image:
+#: A file to read: a path, or an open binary file (e.g. an upload) whose ``name`` attribute names it in messages.
+Source = str | PathLike[str] | BinaryIO
+
+
+def source_name(source: Source) -> str:
+    """What messages call ``source``: the path, or an open file's ``name``."""
+    return str(getattr(source, "name", source)) if hasattr(source, "read") else str(source)
+
+
+def _load(source: Source) -> Image.Image:
     """Open and fully decode an image file, so that damaged files fail here and not later."""
+    path = source_name(source)
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             return img
     except FileNotFoundError:
@@ -36,9 +48,10 @@ def _load(path: str | PathLike[str]) -> Image.Image:
         raise DataError(f"{path}: cannot be read as an image ({reason})") from None
 
 
-def _read_id_map(path: str | PathLike[str], what: str) -> np.ndarray:
+def _read_id_map(source: Source, what: str) -> np.ndarray:
     """A single-channel map of integer ids as an (H, W) int64 array."""
-    img = _load(path)
+    path = source_name(source)
+    img = _load(source)
     bands = len(img.getbands())
     if bands != 1:
         raise DataError(
@@ -52,17 +65,17 @@ def _read_id_map(path: str | PathLike[str], what: str) -> np.ndarray:
     return np.asarray(img).astype(np.int64)
 
 
-def read_label(path: str | PathLike[str]) -> np.ndarray:
+def read_label(path: Source) -> np.ndarray:
     """The class-id map stored at ``path`` as an (H, W) int64 array (palette images give their indices)."""
     return _read_id_map(path, "label map")
 
 
-def read_instance(path: str | PathLike[str]) -> np.ndarray:
+def read_instance(path: Source) -> np.ndarray:
     """The instance-id map at ``path`` (e.g. Cityscapes' 16-bit ``class*1000+k`` ids) as an (H, W) int64 array."""
     return _read_id_map(path, "instance map")
 
 
-def read_image(path: str | PathLike[str]) -> np.ndarray:
+def read_image(path: Source) -> np.ndarray:
     """The photo at ``path`` as an (H, W, 3) uint8 RGB array; grayscale, palette and RGBA files are converted."""
     img = _load(path)
     if img.mode != "RGB":
@@ -91,3 +104,28 @@ def check_lossless(path: str | PathLike[str], what: str, allow_lossy: bool) -> N
             f"{path}: {what} is a JPEG, whose compression changes ids at every edge; store it as PNG, or pass "
             "--allow_lossy_labels to use it anyway"
         )
+
+
+def encode_label_png(label: np.ndarray) -> bytes:
+    """An (H, W) map of ids < 256 as an 8-bit grayscale PNG (lossless; what ``read_label`` reads back)."""
+    if label.min() < 0 or label.max() > 255:
+        raise DataError(f"label ids must lie in [0, 255] for an 8-bit PNG, found {label.min()}..{label.max()}")
+    return _png_bytes(Image.fromarray(np.ascontiguousarray(label, np.uint8)))
+
+
+def encode_instance_png(inst: np.ndarray) -> bytes:
+    """An (H, W) map of ids < 65536 as a 16-bit grayscale PNG (lossless; what ``read_instance`` reads back)."""
+    if inst.min() < 0 or inst.max() > 65535:
+        raise DataError(f"instance ids must lie in [0, 65535] for a 16-bit PNG, found {inst.min()}..{inst.max()}")
+    return _png_bytes(Image.fromarray(np.ascontiguousarray(inst, np.uint16)))
+
+
+def encode_image_png(image: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 RGB image as PNG bytes."""
+    return _png_bytes(Image.fromarray(np.ascontiguousarray(image, np.uint8)))
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()

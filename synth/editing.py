@@ -3,6 +3,7 @@ instance's class, or give every instance of a class one cluster; regenerate and 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from synth.core.errors import DataError, OptionError
+from synth.data.datasets.base import check_instance_ids, check_label_ids, check_same_size
 from synth.data.io import check_lossless, read_image, read_instance, read_label
 from synth.features import (
     FeatureClusters,
@@ -17,7 +19,7 @@ from synth.features import (
     sample_segment_features,
     segment_classes,
 )
-from synth.models.pix2pixhd_model import Pix2PixHDModel
+from synth.models.pix2pixhd_model import Pix2PixHDModel, generator_size_multiple
 from synth.visualize import colorize_label, save_png, tensor_to_image
 
 
@@ -46,6 +48,32 @@ class Layout:
         return self.inst if self.instance_feat and self.inst is not None else self.label
 
 
+def check_layout(
+    opt: argparse.Namespace, label: np.ndarray, inst: np.ndarray | None, label_name: str, inst_name: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(model label ids, instance ids) of a layout for the run ``opt``, with the data layer's one-line checks:
+    ids below label_nc (255 = don't care when the run has it), the instance map present when the run uses one, of
+    the same size, and both sides divisible by the generator's total stride."""
+    if label.ndim != 2:
+        raise DataError(f"{label_name}: a label map must be one channel of ids, got shape {tuple(label.shape)}")
+    label = check_label_ids(label, label_name, opt.label_nc, opt.contain_dontcare_label)
+    if inst is None and not opt.no_instance:
+        raise DataError(f"{label_name}: this model needs the instance map too (--inst)")
+    if inst is not None:
+        if inst.ndim != 2:
+            raise DataError(f"{inst_name}: an instance map must be one channel of ids, got shape {tuple(inst.shape)}")
+        check_same_size(inst_name, inst.shape, label_name, label.shape)
+        check_instance_ids(inst, inst_name)
+    multiple = generator_size_multiple(opt)
+    height, width = label.shape
+    if height % multiple or width % multiple:
+        raise DataError(
+            f"{label_name}: size {width}x{height} is not divisible by {multiple}, the generator's total stride; "
+            f"crop or pad it to a multiple of {multiple}"
+        )
+    return label, inst
+
+
 class InstanceEditor:
     """Regenerates a layout with per-instance features chosen from the clusters (or encoded from a photo)."""
 
@@ -64,16 +92,12 @@ class InstanceEditor:
         check_lossless(label_path, "label map", allow_lossy)
         if inst_path:
             check_lossless(inst_path, "instance map", allow_lossy)
-        label = read_label(label_path)
-        if not self.opt.no_instance and inst_path is None:
-            raise DataError(f"{label_path}: this model needs the instance map too (--inst)")
-        inst = read_instance(inst_path) if inst_path else None
+        label, inst = check_layout(
+            self.opt, read_label(label_path), read_instance(inst_path) if inst_path else None, label_path, inst_path
+        )
         image = read_image(image_path) if image_path else None
-        for other, path in ((inst, inst_path), (image, image_path)):
-            if other is not None and other.shape[:2] != label.shape:
-                raise DataError(f"{path}: size {other.shape[1]}x{other.shape[0]} differs from {label_path}")
-        if label.max() >= self.opt.label_nc:
-            raise DataError(f"{label_path}: label id {label.max()} >= label_nc {self.opt.label_nc}")
+        if image is not None:
+            check_same_size(image_path, image.shape, label_path, label.shape)
         return Layout(label, inst, self.opt.instance_feat, image, Path(label_path).stem)
 
     def features(self, layout: Layout) -> dict[int, np.ndarray]:

@@ -22,9 +22,9 @@ from tqdm import tqdm
 from synth.checkpoint import run_dir
 from synth.core.arrays_file import load_arrays, require_array, save_arrays
 from synth.core.errors import DataError, OptionError
-from synth.data import one_hot
+from synth.data import create_dataset, one_hot
 from synth.models.networks.instance_pool import segment_sums
-from synth.models.pix2pixhd_model import Pix2PixHDModel
+from synth.models.pix2pixhd_model import Pix2PixHDModel, generator_size_multiple
 
 #: pix2pixHD clusters only instances larger than 1/64 of the image (its ``num > h*w/32 * 0.5`` rule).
 DEFAULT_MIN_AREA_FRACTION = 1 / 64
@@ -206,3 +206,23 @@ def fit_clusters(features: Mapping[int, np.ndarray], n_clusters: int, seed: int)
         kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(values)
         centers[label] = kmeans.cluster_centers_.astype(np.float32)
     return FeatureClusters(feat_num, centers)
+
+
+def cluster_training_set(model: Pix2PixHDModel, opt: argparse.Namespace, min_area_fraction: float,
+                         target: Path) -> Path:
+    """Encode split ``opt.phase`` with the run's E (or read its precomputed maps), fit per-class K-means and
+    save the cluster file ``target`` (what ``synth-encode-features`` does); returns the file written."""
+    if not model.use_features:
+        raise OptionError(f"{opt.name}: this model was trained without --instance_feat / --label_feat")
+    opt.size_multiple = generator_size_multiple(opt)
+    opt.need_feature_maps = not model.has_encoder  # a --load_features run: cluster its precomputed maps
+    dataset = create_dataset(opt)
+    if model.has_encoder and not dataset.has_images:
+        raise OptionError(f"{opt.dataroot}: encoding features needs the real images of phase '{opt.phase}'")
+    loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
+    features = collect_instance_features(model, loader, min_area_fraction, not opt.no_progress)
+    if not features:
+        raise DataError(f"{opt.dataroot}: no instance of the {len(dataset)} images of phase '{opt.phase}' covers "
+                        f"more than --min_area_fraction {min_area_fraction:g} of its image; nothing to "
+                        f"cluster (nothing written)")
+    return fit_clusters(features, opt.n_clusters, opt.seed).save(target)

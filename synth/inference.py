@@ -60,7 +60,7 @@ def run_inference(opt: argparse.Namespace) -> Path:
     opt.size_multiple = generator_size_multiple(opt)
     dataset = create_dataset(opt)
     features = feature_source(model, opt, dataset.has_images)
-    synthesize = onnx_synthesizer(opt.onnx, model) if getattr(opt, "onnx", None) else partial(_synthesize, model)
+    synthesize = onnx_synthesizer(opt.onnx, model) if getattr(opt, "onnx", None) else partial(synthesize_visuals, model)
     loader = DataLoader(dataset, batch_size=opt.batchSize, shuffle=False, num_workers=opt.nThreads)
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.which_epoch}"
     rows = []
@@ -103,7 +103,9 @@ def onnx_synthesizer(path: str, model: LayoutModel) -> Callable[[torch.Tensor], 
     return synthesize
 
 
-def _synthesize(model: LayoutModel, generator_input: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def synthesize_visuals(
+    model: LayoutModel, generator_input: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The synthesized image, plus the extra images of a model with ``inference_visuals`` (ECGAN's edge map...)."""
     extra_visuals = getattr(model, "inference_visuals", None)
     if extra_visuals is None:

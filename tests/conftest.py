@@ -49,3 +49,24 @@ def unique_calls(step):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch, "unique", lambda *a, **k: calls.append(1) or unique(*a, **k))
         return step(), len(calls)
+
+
+@pytest.fixture(scope="session")
+def feature_run(tmp_path_factory) -> dict:
+    """A tiny pix2pixHD with instance features and per-class clusters, trained a few steps on 64x64 demo scenes:
+    ``{"name", "checkpoints", "dataroot"}`` (for the API, the editor's server and its browser tests)."""
+    from synth.features import cluster_training_set, named_cluster_path
+    from synth.inference import load_generator
+    from synth.options import parse_test_options, parse_train_options
+    from synth.trainer import train
+
+    tmp = tmp_path_factory.mktemp("feature_run")
+    root = generate_demo_dataset(tmp / "demo", DemoConfig(width=64, height=64, n_train=8, n_test=2, seed=2))
+    flags = tiny_flags(root, tmp / "ck", "feat")
+    flags += ["--instance_feat", "--feat_num", "3", "--nef", "4", "--n_downsample_E", "2", "--n_clusters", "4",
+              "--ngf", "8", "--max_iters", "4"]
+    train(parse_train_options(flags))
+    opt = parse_test_options(["--name", "feat", "--checkpoints_dir", str(tmp / "ck"), "--device", "cpu",
+                              "--phase", "train", "--n_clusters", "4", "--no_progress"])
+    cluster_training_set(load_generator(opt), opt, 1 / 256, named_cluster_path(opt))
+    return {"name": "feat", "checkpoints": tmp / "ck", "dataroot": root}

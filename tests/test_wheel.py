@@ -58,7 +58,7 @@ def test_the_wheel_holds_one_top_level_package_and_the_configs(wheel_env):
 
 
 @pytest.mark.slow
-def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, demo_root, tmp_path):
+def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, demo_root, feature_run, tmp_path):
     bin_dir, _ = wheel_env
     work = tmp_path / "project"
     for folder in ("data", "models", "options"):
@@ -72,6 +72,14 @@ def test_installed_wheel_trains_and_tests_beside_colliding_folders(wheel_env, de
     result = run(str(bin_dir / "python"), "use_synth.py")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "imports ok" in result.stdout
+
+    # docs/api.md's example on a feature run (the editor's kind), from the installed wheel
+    label_png = feature_run["dataroot"] / "test_label" / "demo_00000.png"
+    (work / "api_example.py").write_text(with_paths(doc_example(), feature_run["name"], feature_run["checkpoints"],
+                                                    label_png))
+    result = run(str(bin_dir / "python"), "api_example.py")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{feature_run['name']} label_nc 5 -> (64, 64, 3) uint8" in result.stdout
 
     flags = tiny_flags(demo_root, tmp_path / "ck", "wheel")
     result = run(str(bin_dir / "synth-train"), *flags, "--max_iters", "2")

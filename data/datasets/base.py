@@ -112,12 +112,41 @@ def _image_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
-def _check_same_size(path: Path, size: tuple[int, ...], label_path: Path, label_size: tuple[int, ...]) -> None:
+def check_same_size(path: Path | str, size: tuple[int, ...], label_path: Path | str,
+                    label_size: tuple[int, ...]) -> None:
+    """DataError unless an instance map or photo of shape ``size`` matches its label map's."""
     if size[:2] != label_size[:2]:
         raise DataError(
             f"{path}: size {size[1]}x{size[0]} differs from its label map {label_path} "
             f"({label_size[1]}x{label_size[0]})"
         )
+
+
+def check_label_ids(arr: np.ndarray, path: Path | str, label_nc: int, contain_dontcare_label: bool) -> np.ndarray:
+    """Model ids of a (remapped) label map: don't-care 255 becomes ``label_nc`` when the run has that channel;
+    DataError naming the file when an id is not a valid channel."""
+    valid = (arr >= 0) & (arr < label_nc)
+    if contain_dontcare_label:
+        dontcare = arr == DONTCARE_ID
+        valid |= dontcare
+        arr = np.where(dontcare, label_nc, arr)
+    if not valid.all():
+        bad = arr[~valid]
+        worst = int(bad.max()) if bad.max() >= label_nc else int(bad.min())
+        hint = f"set --label_nc {worst + 1} or more" if worst >= 0 else "ids must not be negative"
+        if worst == DONTCARE_ID and not contain_dontcare_label:
+            hint += " (or pass --contain_dontcare_label if 255 means don't care)"
+        raise DataError(
+            f"{path}: label id {worst} found but --label_nc is {label_nc} "
+            f"(ids must be in [0, {label_nc})); {hint}"
+        )
+    return arr
+
+
+def check_instance_ids(inst: np.ndarray, path: Path | str) -> None:
+    """DataError unless every instance id fits the 16-bit range instance pooling relies on."""
+    if inst.min() < 0 or inst.max() >= MAX_INSTANCE_ID:
+        raise DataError(f"{path}: instance ids must lie in [0, {MAX_INSTANCE_ID}), found {inst.max()}")
 
 
 class LayoutDataset(Dataset):
@@ -198,24 +227,7 @@ class LayoutDataset(Dataset):
 
     def _label_ids(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """Remap, map don't-care (255) to ``label_nc`` and check every id is a valid channel."""
-        opt = self.opt
-        arr = self.remap_label(raw)
-        valid = (arr >= 0) & (arr < opt.label_nc)
-        if opt.contain_dontcare_label:
-            dontcare = arr == DONTCARE_ID
-            valid |= dontcare
-            arr = np.where(dontcare, opt.label_nc, arr)
-        if not valid.all():
-            bad = arr[~valid]
-            worst = int(bad.max()) if bad.max() >= opt.label_nc else int(bad.min())
-            hint = f"set --label_nc {worst + 1} or more" if worst >= 0 else "ids must not be negative"
-            if worst == DONTCARE_ID and not opt.contain_dontcare_label:
-                hint += " (or pass --contain_dontcare_label if 255 means don't care)"
-            raise DataError(
-                f"{path}: label id {worst} found but --label_nc is {opt.label_nc} "
-                f"(ids must be in [0, {opt.label_nc})); {hint}"
-            )
-        return arr
+        return check_label_ids(self.remap_label(raw), path, self.opt.label_nc, self.opt.contain_dontcare_label)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         opt, sample = self.opt, self.samples[index]
@@ -238,7 +250,7 @@ class LayoutDataset(Dataset):
             item["feat"] = torch.from_numpy(apply_to_label(feat, params)).permute(2, 0, 1).contiguous()
         if sample.image is not None:
             image = read_image(sample.image)
-            _check_same_size(sample.image, image.shape, sample.label, label.shape)
+            check_same_size(sample.image, image.shape, sample.label, label.shape)
             image = apply_to_image(image, params)
             item["image"] = _image_tensor(image)
             if getattr(opt, "need_edges", False):  # on the transformed photo, so edges align with the crop/flip
@@ -260,7 +272,6 @@ class LayoutDataset(Dataset):
         if sample.inst is None:
             raise DataError(f"{sample.label}: no instance map for this label map; add one or pass --no_instance")
         inst = read_instance(sample.inst)
-        _check_same_size(sample.inst, inst.shape, sample.label, label_shape)
-        if inst.min() < 0 or inst.max() >= MAX_INSTANCE_ID:
-            raise DataError(f"{sample.inst}: instance ids must lie in [0, {MAX_INSTANCE_ID}), found {inst.max()}")
+        check_same_size(sample.inst, inst.shape, sample.label, label_shape)
+        check_instance_ids(inst, sample.inst)
         return torch.from_numpy(apply_to_label(inst, params)[None]).long()

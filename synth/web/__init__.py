@@ -1,0 +1,1 @@
+"""The browser editor (synth-web): the FastAPI server and its static page."""
