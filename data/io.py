@@ -6,6 +6,8 @@ Every failure (missing, unreadable, truncated, wrong number of channels) becomes
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from os import PathLike
 from typing import BinaryIO
 
@@ -30,13 +32,11 @@ def source_name(source: Source) -> str:
     return str(getattr(source, "name", source)) if hasattr(source, "read") else str(source)
 
 
-def _load(source: Source) -> Image.Image:
-    """Open and fully decode an image file, so that damaged files fail here and not later."""
-    path = source_name(source)
+@contextmanager
+def _image_errors(path: str) -> Iterator[None]:
+    """Any failure to open or decode an image file as one DataError line naming ``path``."""
     try:
-        with Image.open(source) as img:
-            img.load()
-            return img
+        yield
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -46,6 +46,13 @@ def _load(source: Source) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as err:
         reason = " ".join(str(err).split()) or type(err).__name__
         raise DataError(f"{path}: cannot be read as an image ({reason})") from None
+
+
+def _load(source: Source) -> Image.Image:
+    """Open and fully decode an image file, so that damaged files fail here and not later."""
+    with _image_errors(source_name(source)), Image.open(source) as img:
+        img.load()
+        return img
 
 
 def _read_id_map(source: Source, what: str) -> np.ndarray:
@@ -85,16 +92,8 @@ def read_image(path: Source) -> np.ndarray:
 
 def image_size(path: str | PathLike[str]) -> tuple[int, int]:
     """(width, height) of an image file from its header (nothing decoded); DataError naming the file."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file (or a format PIL cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        reason = " ".join(str(err).split()) or type(err).__name__
-        raise DataError(f"{path}: cannot be read as an image ({reason})") from None
+    with _image_errors(str(path)), Image.open(path) as img:
+        return img.size
 
 
 def check_lossless(path: str | PathLike[str], what: str, allow_lossy: bool) -> None:
