@@ -184,14 +184,11 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
     if cpu_has_native_bf16():
         return "bf16", "this CPU has native bf16 (AVX512-BF16/AMX)"
     return "none", "this CPU has no native bf16 (AVX512-BF16/AMX), fp32 is faster"
-#: pix2pixHD flags parsed but not carried out yet: refused with one line rather than silently ignored.
-_NOT_YET = {
-}
 
 
 def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
     """pix2pixHD spellings folded into ours (--fp16, --data_type, --local_rank, --debug, --ntest, --engine,
-    several --gpu_ids), or one line saying what to use instead."""
+    several --gpu_ids), and --use_dropout / --pool_size refused where they cannot apply, each in one line."""
     import os
 
     data_type = opt.data_type if "data_type" in getattr(opt, "explicit", ()) else None
@@ -213,9 +210,6 @@ def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise OptionError("--pool_size under torchrun is not supported (as in pix2pixHD): each process would "
                               "keep its own pool and a checkpoint holds one; drop it or train on one process")
-    for key, line in _NOT_YET.items():
-        if getattr(opt, key, None):
-            raise OptionError(line)
     if getattr(opt, "engine", None):
         try:
             import tensorrt  # noqa: F401
