@@ -126,6 +126,7 @@ def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
     """Parse argv with YAML layering and checks; sets ``isTrain`` and ``explicit``."""
     argv = list(argv) if argv is not None else []
     parser = build_parser(is_train)
+    refuse_extra_dashes(argv, parser)
     add_model_options(parser, argv, is_train)
     first = parser.parse_args(argv)
     explicit = _flag_names(argv)
@@ -136,11 +137,23 @@ def parse_options(argv: list[str] | None, is_train: bool) -> argparse.Namespace:
     opt = parser.parse_args(argv)
     opt.isTrain = is_train
     opt.explicit = sorted(explicit - {"config"})
-    _check_and_derive(opt)
+    _check_and_derive(opt, argv)
     return opt
 
 
-def _check_and_derive(opt: argparse.Namespace) -> None:
+def refuse_extra_dashes(argv: list[str], parser: argparse.ArgumentParser) -> None:
+    """A flag typed with three or more dashes (pix2pixHD's own test_1024p_feat.sh has ``---netG``) is one line
+    naming the flag it resembles, never folded silently nor argparse's "unrecognized arguments: ---netG local"."""
+    for token in argv:
+        if not token.startswith("---") or token.lstrip("-") == "":
+            continue
+        flag = token.split("=", 1)[0]
+        meant = "--" + flag.lstrip("-")
+        hint = f" (did you mean {meant}?)" if meant in parser._option_string_actions else ""
+        raise OptionError(f"unknown flag {flag}{hint}")
+
+
+def _check_and_derive(opt: argparse.Namespace, argv: list[str]) -> None:
     """Range checks that argparse cannot express, and pix2pixHD spellings folded into ours."""
     validate_options(opt)
     if opt.instance_feat and opt.label_feat:
@@ -161,13 +174,16 @@ def _check_and_derive(opt: argparse.Namespace) -> None:
             from synth.models.pix2pixhd_model import generator_size_multiple
 
             check_sizes(opt, generator_size_multiple(opt))
-    _fold_pix2pixhd_flags(opt)
+    _fold_pix2pixhd_flags(opt, argv)
     opt.device = resolve_device_name(opt.device, opt.gpu_ids)
     if opt.amp == "auto":
         opt.amp, reason = resolve_auto_amp(opt.device)
         print(f"--amp auto: {opt.amp} ({reason})", file=sys.stderr)
     if opt.amp == "fp16" and not opt.device.startswith("cuda"):
-        raise OptionError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 (fast only with native bf16)")
+        by_data_type = "data_type" in opt.explicit and opt.data_type == 16
+        typed = "--fp16" if opt.fp16 else "--data_type 16" if by_data_type else "--amp fp16"
+        raise OptionError(f"{typed} needs a CUDA device (pix2pixHD's fp16 is CUDA-only); on the CPU use --amp bf16 "
+                          "(fast only with native bf16)")
     if opt.amp == "bf16" and opt.device == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 (AVX512-BF16/AMX): --amp bf16 will be much slower than fp32",
               file=sys.stderr)
@@ -186,7 +202,7 @@ def resolve_auto_amp(device: str) -> tuple[str, str]:
     return "none", "this CPU has no native bf16 (AVX512-BF16/AMX), fp32 is faster"
 
 
-def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
+def _fold_pix2pixhd_flags(opt: argparse.Namespace, argv: list[str]) -> None:
     """pix2pixHD spellings folded into ours (--fp16, --data_type, --local_rank, --debug, --ntest, --engine,
     several --gpu_ids), and --use_dropout / --pool_size refused where they cannot apply, each in one line."""
     import os
@@ -225,10 +241,24 @@ def _fold_pix2pixhd_flags(opt: argparse.Namespace) -> None:
     if len(ids) > 1:
         import shlex
 
-        rest = " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "..."
+        kept = _without_value_flags(argv, ("--gpu_ids", "--local_rank", "--local-rank"))  # torchrun sets the rank
+        rest = " ".join(shlex.quote(a) for a in kept) or "..."
         raise OptionError(f"--gpu_ids {opt.gpu_ids}: pix2pixHD used DataParallel; run one process per GPU with "
                           f"CUDA_VISIBLE_DEVICES={','.join(ids)} torchrun --nproc_per_node {len(ids)} train.py "
-                          f"{rest} (without --gpu_ids)")
+                          f"{rest} (--batchSize is per process)")
+
+
+def _without_value_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` less each ``FLAG VALUE`` / ``FLAG=VALUE`` of ``flags`` (a command line the user can paste back)."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in flags:
+            skip = True
+        elif not token.startswith(tuple(f + "=" for f in flags)):
+            out.append(token)
+    return out
 
 
 def cpu_has_native_bf16() -> bool:
