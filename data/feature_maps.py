@@ -2,8 +2,10 @@
 
 File format: ``{dataroot}/{phase}_feat/{key}.npz``, NumPy's compressed npz (lossless; read with
 ``allow_pickle=False``) holding one array ``feat``: float32 ``[feat_num, H, W]`` at the size of the sample's label
-map, each instance (segment) constant. pix2pixHD's own maps, ``{key}.png`` 8-bit RGB with value ``v`` stored as
-``(v + 1) / 2 * 255`` (so ``feat_num`` 3 and quantised), are read too when no npz is there.
+map, each instance (segment) constant. pix2pixHD's own maps are read too when no npz is there: 8-bit RGB PNGs with
+value ``v`` stored as ``(v + 1) / 2 * 255`` (so ``feat_num`` 3 and quantised), which its
+``precompute_feature_maps.py`` names after the label file (``train_feat/<label file name>``); ``{key}.png`` is
+accepted as well.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ def feature_dir(dataroot: str | Path, phase: str) -> Path:
     return Path(dataroot) / f"{phase}_feat"
 
 
-def find_feature_map(folder: Path, key: str) -> Path:
-    """The map of sample ``key``: ours (npz) or pix2pixHD's PNG; DataError naming the file when neither exists."""
+def find_feature_map(folder: Path, key: str, label_path: Path | None = None) -> Path:
+    """The map of sample ``key``: ours (npz), or pix2pixHD's PNG named after the label file or the key; DataError
+    naming our file when none exists."""
     ours = folder / f"{key}{FEATURE_MAP_SUFFIX}"
-    if ours.is_file():
-        return ours
-    theirs = folder / f"{key}{PIX2PIXHD_SUFFIX}"
-    if theirs.is_file():
-        return theirs
+    theirs = [folder / Path(label_path).with_suffix(PIX2PIXHD_SUFFIX).name] if label_path is not None else []
+    for path in [ours, *theirs, folder / f"{key}{PIX2PIXHD_SUFFIX}"]:
+        if path.is_file():
+            return path
     raise DataError(f"{ours}: feature map not found (make the maps with synth-precompute-features --name RUN)")
 
 

@@ -214,9 +214,10 @@ class ECGANModel(Pix2PixHDModel):
         return self.contrast_loss(embeddings.float(), anchor_labels)
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
-        """G (only its local enhancers and ECGAN heads during --niter_fix_global), E, G_l and the projection head."""
+        """G (only its outermost local enhancer and ECGAN heads during --niter_fix_global), E, G_l and the
+        projection head."""
         if self.opt.netG == "local" and epoch <= getattr(self.opt, "niter_fix_global", 0):
-            g_params = self.netG.local_parameters()
+            g_params = self.netG.outermost_parameters()
         else:
             g_params = self.netG.parameters()
         extra = [net.parameters() for name, net in self.networks().items() if name in ("E", "L", "P")]

@@ -175,10 +175,10 @@ class Pix2PixHDModel(LayoutModel):
         return StepOutput(g_losses, d_losses, fake.detach())
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
-        """All of G (and E, trained jointly), or only the local enhancers (and E) during the first
-        ``--niter_fix_global`` epochs."""
+        """All of G (and E, trained jointly), or, during the first ``--niter_fix_global`` epochs, only the
+        outermost local enhancer (and E), as pix2pixHD trains it."""
         if self.opt.netG == "local" and epoch <= getattr(self.opt, "niter_fix_global", 0):
-            g_params = self.netG.local_parameters()
+            g_params = self.netG.outermost_parameters()
         else:
             g_params = self.netG.parameters()
         return itertools.chain(g_params, self.netE.parameters() if self.has_encoder else ())

@@ -122,7 +122,8 @@ class SelfConditionedModel(ModulatedModel):
     def instance_labels(self, batch: dict, index: SegmentIndex) -> torch.Tensor:
         """[N, A] pseudo-labels of the batch's instances (NaN where an instance has none)."""
         device = self.label_keys.device
-        numbers = torch.tensor([self.key_numbers.get(k, -1) for k in batch["key"]], device=device)
+        # built on the host and copied without waiting (torch.tensor(..., device=cuda) would sync the stream)
+        numbers = torch.tensor([self.key_numbers.get(k, -1) for k in batch["key"]]).to(device, non_blocking=True)
         image_number = numbers[index.image_of()]
         wanted = image_number * MAX_SEGMENT_ID + index.id_of()
         position = torch.searchsorted(self.label_keys, wanted).clamp(max=len(self.label_keys) - 1)

@@ -31,6 +31,9 @@ def import_pix2pixhd_run(
     ``features_clustered_NNN.npy`` for a feature run) into a synth run that ``test.py --name NAME`` can use;
     ``opt`` holds the same architecture flags the pix2pixHD run was trained with. An existing ``latest.pt`` of run
     NAME (a trained run's optimizers, schedule, RNG) is replaced only with ``overwrite``. Returns the files written."""
+    if getattr(opt, "use_dropout", False):
+        raise OptionError("--use_dropout: pix2pixHD parsed this flag but never built dropout into its generator, so "
+                          "its files have none; import without --use_dropout")
     target = checkpoint_path(opt, "latest")
     if target.exists() and not overwrite:
         raise OptionError(f"{target}: run '{opt.name}' already has a checkpoint; choose another --name or pass "

@@ -129,6 +129,28 @@ def test_cityscapes_layout(tmp_path):
     assert item["image"].shape == (3, H, W) and item["inst"].shape == (1, H, W) and int(item["label"].max()) < 35
 
 
+def test_pix2pixhd_feature_pngs_named_after_the_label_file(tmp_path):
+    """pix2pixHD's precompute_feature_maps.py saves train_feat/<label file name>: --load_features finds those,
+    pairs each with its own sample, and reads them back to [-1, 1]."""
+    stems = ["aachen_000000_000019", "aachen_000001_000019"]
+    for k, stem in enumerate(stems):
+        _save(tmp_path / "train_label" / f"{stem}_gtFine_labelIds.png", _label(k))
+        _save(tmp_path / "train_inst" / f"{stem}_gtFine_instanceIds.png", _inst())
+        _save(tmp_path / "train_img" / f"{stem}_leftImg8bit.png", _photo(k))
+        _save(tmp_path / "train_feat" / f"{stem}_gtFine_labelIds.png", np.full((H, W, 3), 255 * k, np.uint8))
+    opt = make_opt(tmp_path, need_feature_maps=True, feat_num=3)
+    ds = create_dataset(opt)
+    assert [ds.feature_maps[s.key].name for s in ds.samples] == [f"{s}_gtFine_labelIds.png" for s in stems]
+    assert torch.equal(ds[0]["feat"], torch.full((3, H, W), -1.0)) and torch.equal(ds[1]["feat"], torch.ones(3, H, W))
+    (tmp_path / "train_feat" / f"{stems[1]}_gtFine_labelIds.png").unlink()
+    with pytest.raises(DataError) as info:
+        create_dataset(opt)
+    assert _msg(info) == (
+        f"{tmp_path / 'train_feat' / stems[1]}.npz: feature map not found "
+        "(make the maps with synth-precompute-features --name RUN)"
+    )
+
+
 @pytest.mark.parametrize("nested", [True, False])
 def test_ade20k_layout_and_dontcare_remap(tmp_path, nested):
     root = tmp_path / "ADEChallengeData2016" if nested else tmp_path

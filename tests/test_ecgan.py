@@ -157,8 +157,9 @@ def test_local_enhancer_trunk(demo_root, tmp_path):
     model = ECGANModel(parse_train_options(flags), for_training=False)
     assert model.netG.size_multiple == 8
     assert model(torch.rand(1, 6, 16, 24)).shape == (1, 3, 16, 24)
-    local = {id(p) for p in model.netG.local_parameters()}
-    assert not any(id(p) in local for p in model.netG.trunk.global_parameters())
+    staged = {id(p) for p in model.netG.outermost_parameters()}
+    assert not any(id(p) in staged for p in model.netG.trunk.global_parameters())
+    assert {id(p) for p in model.netG.head_parameters()} <= staged
 
 
 def test_configs_parse_with_the_recipe():

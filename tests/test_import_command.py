@@ -40,6 +40,23 @@ def test_missing_generator_file_and_wrong_architecture(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "(8, 6, 7, 7)" in err and "(4, 6, 7, 7)" in err
 
 
+def test_use_dropout_is_refused_on_import_and_the_import_without_it_works(tmp_path, capsys):
+    """pix2pixHD never passed --use_dropout to its generator: a run trained with the flag has plain blocks."""
+    source = tmp_path / "pix2pixhd_run"
+    source.mkdir()
+    reference = randomise(RefGlobal(6, 3, 4, 2, 1, "instance"))
+    torch.save(reference.state_dict(), source / "latest_net_G.pth")
+    argv = ["--pix2pixhd_dir", str(source), "--name", "imported", "--checkpoints_dir", str(tmp_path)] + ARCH
+    assert import_main(argv + ["--use_dropout"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --use_dropout: pix2pixHD parsed this flag but never built dropout into its generator, so its files "
+        "have none; import without --use_dropout\n"
+    )
+    assert not (tmp_path / "imported").exists()
+    assert import_main(argv) == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "imported" / "latest.pt")["options"]["use_dropout"] is False
+
+
 def test_an_import_cannot_be_resumed(demo_root, tmp_path, capsys):
     torch.save(randomise(RefGlobal(6, 3, 4, 2, 1, "instance")).state_dict(), tmp_path / "latest_net_G.pth")
     assert import_main(["--pix2pixhd_dir", str(tmp_path), "--name", "imp", "--checkpoints_dir", str(tmp_path)]

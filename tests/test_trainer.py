@@ -102,22 +102,29 @@ def test_run_folder_contents(demo_root, tmp_path):
     assert "synthesized_image" in page and "input_label" in page and "real_image" in page
 
 
-def test_local_enhancer_trains_only_the_enhancer_first(demo_root, tmp_path):
-    flags = tiny_flags(demo_root, tmp_path) + ["--netG", "local", "--n_local_enhancers", "1", "--n_blocks_local", "1",
-                                               "--niter_fix_global", "1"]
+@pytest.mark.parametrize("enhancers", [1, 2])
+def test_local_enhancer_trains_only_the_outermost_enhancer_first(demo_root, tmp_path, enhancers):
+    """pix2pixHD's --niter_fix_global: only the full-resolution enhancer trains (with two, the inner one and the
+    global part stay fixed), then all of G."""
+    flags = tiny_flags(demo_root, tmp_path) + ["--netG", "local", "--n_local_enhancers", str(enhancers),
+                                               "--n_blocks_local", "1", "--niter_fix_global", "1"]
     trainer = Trainer(parse_train_options(flags))
-    global_ids = {id(p) for p in trainer.model.netG.global_parameters()}
-    assert global_ids and not global_ids & {id(p) for p in trainer.g_params}
-    frozen = [p.clone() for p in trainer.model.netG.global_parameters()]
+    net = trainer.model.netG
+    outermost = {id(p) for p in net.enhancers[-1].parameters()}
+    assert {id(p) for p in trainer.g_params} == outermost
+    fixed = {name: p.detach().clone() for name, p in net.named_parameters() if id(p) not in outermost}
+    assert any(name.startswith("global_net.") for name in fixed)
+    assert (enhancers == 2) == any(name.startswith("enhancers.0.") for name in fixed)
+    trained = {name: p.detach().clone() for name, p in net.named_parameters() if id(p) in outermost}
     trainer.opt.max_iters = 4  # the whole first epoch
     trainer.train()
-    assert all(torch.equal(a, b) for a, b in zip(frozen, trainer.model.netG.global_parameters(), strict=True))
-    # after epoch 1 the global part is trained as well
+    now = dict(net.named_parameters())
+    assert all(torch.equal(value, now[name]) for name, value in fixed.items())
+    assert any(not torch.equal(value, now[name]) for name, value in trained.items())
+    # after epoch 1 every part of G trains
     resumed = Trainer(parse_train_options(flags + ["--continue_train"]))
     resumed.train()
-    assert global_ids.__len__() and {id(p) for p in resumed.model.netG.global_parameters()} <= {
-        id(p) for p in resumed.g_params
-    }
+    assert {id(p) for p in resumed.model.netG.parameters()} == {id(p) for p in resumed.g_params}
 
 
 def test_bf16_autocast_step_on_cpu(demo_root, tmp_path):

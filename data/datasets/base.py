@@ -174,7 +174,7 @@ class LayoutDataset(Dataset):
         self.has_images: bool = all(s.image is not None for s in self.samples)
         if getattr(opt, "need_feature_maps", False):  # a missing map fails now, not hours into training
             folder = feature_dir(opt.dataroot, opt.phase)
-            self.feature_maps = {s.key: find_feature_map(folder, s.key) for s in self.samples}
+            self.feature_maps = {s.key: find_feature_map(folder, s.key, s.label) for s in self.samples}
         self._check_files()
 
     def _check_files(self) -> None:

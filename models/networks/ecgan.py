@@ -147,9 +147,9 @@ class ECGANGenerator(nn.Module):
         """Everything but the trunk: G_e, G_i and G_s."""
         return (p for name, p in self.named_parameters() if not name.startswith("trunk."))
 
-    def local_parameters(self) -> Iterator[nn.Parameter]:
-        """The local enhancers' and ECGAN's own parameters (pix2pixHD's --niter_fix_global stage)."""
-        return itertools.chain(self.trunk.local_parameters(), self.head_parameters())
+    def outermost_parameters(self) -> Iterator[nn.Parameter]:
+        """The outermost local enhancer's and ECGAN's own parameters (pix2pixHD's --niter_fix_global stage)."""
+        return itertools.chain(self.trunk.outermost_parameters(), self.head_parameters())
 
     def load_global_generator(self, global_state_dict: Mapping[str, torch.Tensor]) -> None:
         """Start the trunk's global part from a trained global generator (--load_pretrain)."""

@@ -107,6 +107,11 @@ class LocalEnhancer(nn.Module):
         """Parameters of the enhancer branches only."""
         return self.enhancers.parameters()
 
+    def outermost_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the full-resolution enhancer only: what pix2pixHD trains during --niter_fix_global (with
+        two or more enhancers, the global part and the inner enhancers stay fixed)."""
+        return self.enhancers[-1].parameters()
+
     def load_global_generator(self, global_state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load a trained GlobalGenerator's state dict (ours) into the global part; its image head is dropped."""
         given = {
