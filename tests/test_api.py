@@ -82,7 +82,7 @@ def test_output_kinds_hold_the_same_pixels(tiny_run, paths):
     "case, message",
     [
         ("big_id", "label map: label id 7 found but --label_nc is 5 (ids must be in [0, 5)); set --label_nc 8 or more"),
-        ("sizes", "instance map: size 32x28 differs from its label map label map (32x32)"),
+        ("sizes", "instance map: size 32x28 differs from its label map (32x32)"),
         ("stride", "label map: size 30x30 is not divisible by 4, the generator's total stride; crop or pad it to a "
          "multiple of 4"),
         ("no_inst", "label map: this model needs the instance map too (--inst)"),
@@ -290,7 +290,7 @@ def test_bad_layouts_give_the_command_lines_one_line_errors(synth, maps, tmp_pat
         bad = label.copy()
         bad[0, 0] = 7
         synth.layout(bad, inst, name="label.png")
-    with pytest.raises(DataError, match=r"size 32x64 differs from its label map"):
+    with pytest.raises(DataError, match=r"^instance map: size 32x64 differs from its label map \(64x64\)$"):
         synth.layout(label, inst[:, :32])
     with pytest.raises(DataError, match=r"size 62x64 is not divisible by 4, the generator's total stride"):
         synth.layout(label[:, :62], inst[:, :62])

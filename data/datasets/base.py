@@ -114,12 +114,11 @@ def _image_tensor(arr: np.ndarray) -> torch.Tensor:
 
 def check_same_size(path: Path | str, size: tuple[int, ...], label_path: Path | str,
                     label_size: tuple[int, ...]) -> None:
-    """DataError unless an instance map or photo of shape ``size`` matches its label map's."""
+    """DataError unless an instance map or photo of shape ``size`` matches its label map's (``label_path`` may be
+    the bare words "label map", synth.api's name for an in-memory map, which the message then does not repeat)."""
     if size[:2] != label_size[:2]:
-        raise DataError(
-            f"{path}: size {size[1]}x{size[0]} differs from its label map {label_path} "
-            f"({label_size[1]}x{label_size[0]})"
-        )
+        label = "its label map" if str(label_path) == "label map" else f"its label map {label_path}"
+        raise DataError(f"{path}: size {size[1]}x{size[0]} differs from {label} ({label_size[1]}x{label_size[0]})")
 
 
 def check_label_ids(arr: np.ndarray, path: Path | str, label_nc: int, contain_dontcare_label: bool) -> np.ndarray:
