@@ -1,8 +1,8 @@
 """The editor in a real browser: Playwright driving Debian's Chromium (``/usr/bin/chromium``; ``.ci/run`` installs
 it) against ``synth-web``'s app served by uvicorn on 127.0.0.1, with the tiny feature run of conftest.
 
-Set ``SYNTH_EDITOR_SCREENSHOT=path.png`` to also save a screenshot of the page (tests/web_screenshot.py makes
-docs/images/editor.png this way on the demo run)."""
+Set ``SYNTH_EDITOR_SCREENSHOT=path.png`` to also save a screenshot of the cluster test's page; docs/editor.md's
+picture of the demo run comes from tests/web_screenshot.py, with the same helpers (its test is the last one)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from PIL import Image
 
 from synth.api import Run
 from synth.data.io import encode_instance_png, encode_label_png, read_image, read_instance, read_label
-from tests.web_helpers import EditorPage, running_server
+from tests import web_screenshot
+from tests.web_helpers import CHROMIUM, VIEWPORT, EditorPage, chromium, editor_app, running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
 )
@@ -32,25 +32,19 @@ def synth(feature_run) -> Run:
 
 @pytest.fixture(scope="module")
 def server(synth):
-    from synth.web.server import EditorState, SplitSamples, create_app
-
-    with running_server(create_app(EditorState(synth, SplitSamples(synth, None, "test")))) as url:
+    with running_server(editor_app(synth)) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def editor(browser, server, tmp_path) -> EditorPage:
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1500, "height": 900})
+    context = browser.new_context(accept_downloads=True, viewport=VIEWPORT)
     page = EditorPage(context.new_page(), server, tmp_path)
     page.open()
     yield page
@@ -95,10 +89,7 @@ def test_a_cluster_change_concentrates_on_the_selected_object(editor, layout_fil
     before = editor.result()
     editor.select_instance(45, 75)
     assert editor.page.locator("#sel-id").inner_text().startswith(f"{BOX} (box)")
-    current = int(editor.page.locator("#sel-cluster").input_value())
-    centers = synth.clusters.centers[3]
-    farthest = int(np.argmax(np.abs(centers - centers[current]).sum(1)))
-    editor.choose_cluster(farthest)
+    farthest = editor.choose_farthest_cluster(synth.clusters.centers[3])
     after = editor.result()
     diff = change(before, after)
     mask = layout_files[3] == BOX
@@ -158,3 +149,13 @@ def test_a_bad_upload_shows_the_error_line_and_keeps_the_layout(editor, tmp_path
     np.testing.assert_array_equal(inst_after, inst_before)
     assert editor.result_bytes() == image_before
     assert editor.page.locator("#layout-canvas").is_visible() and editor.page.locator("#result").is_visible()
+
+
+def test_the_screenshot_command_selects_and_restyles_the_largest_object(synth, browser, feature_run, tmp_path):
+    out = tmp_path / "shot" / "editor.png"
+    shown = web_screenshot.make_screenshot(synth, out, browser, feature_run["dataroot"], sample="demo_00001")
+    inst = read_instance(feature_run["dataroot"] / "test_inst" / "demo_00001.png")
+    areas = {s: int((inst == s).sum()) for s in np.unique(inst) if s >= 1000}
+    assert shown[:2] == ("demo_00001", max(areas, key=areas.get)) and 0 <= shown[2] < synth.cluster_count(3)
+    with Image.open(out) as shot:
+        assert shot.format == "PNG" and shot.width >= VIEWPORT["width"] and shot.height >= VIEWPORT["height"]

@@ -1,4 +1,5 @@
-"""Driving the editor page with Playwright, shared by tests/test_web_browser.py and tests/web_screenshot.py."""
+"""Serving the editor and driving its page with Playwright (Debian's Chromium), shared by
+tests/test_web_browser.py and tests/web_screenshot.py (docs/editor.md's screenshot)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 READY = "() => window.editor && window.editor.renders > 0 && window.editor.idle()"
+CHROMIUM = Path("/usr/bin/chromium")
+VIEWPORT = {"width": 1500, "height": 900}
 
 
 def free_port() -> int:
@@ -43,6 +46,27 @@ def running_server(app, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def editor_app(run, dataroot: str | Path | None = None, phase: str = "test"):
+    """``synth-web``'s app for ``run``, offering the samples of ``dataroot``'s ``phase`` split (default: the
+    run's own --dataroot)."""
+    from synth.web.server import EditorState, SplitSamples, create_app
+
+    return create_app(EditorState(run, SplitSamples(run, None if dataroot is None else str(dataroot), phase)))
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator:
+    """A headless Chromium browser (Debian's, at CHROMIUM) driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 class EditorPage:
@@ -111,6 +135,13 @@ class EditorPage:
         self.page.locator("#sel-cluster").select_option(str(index))
         self.wait_ready()
 
+    def choose_farthest_cluster(self, centers: np.ndarray) -> int:
+        """Give the selected object the cluster whose centre is farthest (L1) from its current one; its index."""
+        current = int(self.page.locator("#sel-cluster").input_value())
+        farthest = int(np.argmax(np.abs(centers - centers[current]).sum(1)))
+        self.choose_cluster(farthest)
+        return farthest
+
     def upload(self, label: Path, inst: Path | None, expect_error: bool = False) -> None:
         self.page.locator("#upload-label").set_input_files(str(label))
         self.page.locator("#upload-inst").set_input_files(str(inst) if inst else [])
@@ -122,14 +153,32 @@ class EditorPage:
         self.page.wait_for_function(f"() => editor.renders > {renders}")
         self.wait_ready()
 
+    def load_sample(self, key: str) -> None:
+        """Open sample ``key`` of the served split."""
+        renders = self.page.evaluate("() => editor.renders")
+        self.page.locator("#sample").select_option(key)
+        self.page.locator("#load-sample").click()
+        self.page.wait_for_function(f"() => editor.renders > {renders}")
+        self.wait_ready()
+
     def download(self, button: str, path: Path) -> Path:
         with self.page.expect_download() as info:
             self.page.locator(button).click()
         info.value.save_as(path)
         return path
 
+    def screenshot(self, path: str | Path) -> None:
+        self.page.screenshot(path=str(path), full_page=True)
+
     def screenshot_if_asked(self) -> None:
-        """Save the page to ``$SYNTH_EDITOR_SCREENSHOT`` when set."""
+        """Save the page to ``$SYNTH_EDITOR_SCREENSHOT`` when set (to look at a failing test's page)."""
         target = os.environ.get("SYNTH_EDITOR_SCREENSHOT")
         if target:
-            self.page.screenshot(path=target, full_page=True)
+            self.screenshot(target)
+
+
+def inside_point(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the pixel of ``mask`` nearest its centroid (inside it for the demo's convex objects)."""
+    ys, xs = np.nonzero(mask)
+    nearest = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
+    return int(xs[nearest]), int(ys[nearest])
