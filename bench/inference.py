@@ -28,7 +28,10 @@ CONFIGS: dict[str, tuple[list[str], str | None]] = {
 }
 OPTIONAL_CONFIGS: dict[str, tuple[str, list[str], str | None]] = {
     "fp32-cl": ("channels_last", ["--channels_last"], None),
+    "fp32-compile": ("compile", ["--compile"], None),  # only on request: minutes of compilation per size
 }
+#: Configurations run only when named in --configs.
+ON_REQUEST = ("fp32-compile",)
 BASELINE = "fp32"
 DEFAULT_SIZES = "256x128,512x256,1024x512"
 #: (warm-up, timed) iterations per size; sizes not listed use (1, 3).
@@ -102,7 +105,8 @@ def run_one(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     configs = available_configs()
-    common.add_common_flags(parser, DEFAULT_SIZES, ",".join(configs))
+    default_configs = [name for name in configs if name not in ON_REQUEST]
+    common.add_common_flags(parser, DEFAULT_SIZES, ",".join(default_configs))
     args = parser.parse_args()
     if args.one:
         common.emit_result(run_one(args))
