@@ -241,14 +241,14 @@ def _fold_pix2pixhd_flags(opt: argparse.Namespace, argv: list[str]) -> None:
     if len(ids) > 1:
         import shlex
 
-        kept = _without_value_flags(argv, ("--gpu_ids", "--local_rank", "--local-rank"))  # torchrun sets the rank
+        kept = without_flags(argv, ("--gpu_ids", "--local_rank", "--local-rank"))  # torchrun sets the rank
         rest = " ".join(shlex.quote(a) for a in kept) or "..."
         raise OptionError(f"--gpu_ids {opt.gpu_ids}: pix2pixHD used DataParallel; run one process per GPU with "
                           f"CUDA_VISIBLE_DEVICES={','.join(ids)} torchrun --nproc_per_node {len(ids)} train.py "
                           f"{rest} (--batchSize is per process)")
 
 
-def _without_value_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+def without_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
     """``argv`` less each ``FLAG VALUE`` / ``FLAG=VALUE`` of ``flags`` (a command line the user can paste back)."""
     out, skip = [], False
     for token in argv:

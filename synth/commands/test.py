@@ -17,23 +17,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         opt = parse_test_options(arguments(argv))
         if opt.export_onnx:  # pix2pixHD's test.py --export_onnx FILE: export the generator and stop
             from synth.commands.export_onnx import main as export_main
+            from synth.options.parse import without_flags
 
-            return export_main(["--output", opt.export_onnx, *_without_flag(arguments(argv), "--export_onnx")])
+            return export_main(["--output", opt.export_onnx, *without_flags(arguments(argv), ("--export_onnx",))])
         page = run_inference(opt)
         print(f"results page: {page}")
         return 0
 
     return run_cli(body)
-
-
-def _without_flag(argv: list[str], flag: str) -> list[str]:
-    """``argv`` less ``flag VALUE`` / ``flag=VALUE``."""
-    out, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-        elif token == flag:
-            skip = True
-        elif not token.startswith(flag + "="):
-            out.append(token)
-    return out
