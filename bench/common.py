@@ -45,12 +45,14 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def synthetic_sample(width: int, height: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """One (label uint8, instance uint16, RGB uint8) triple: blobs of stuff labels and a few thing instances."""
+def synthetic_sample(width: int, height: int, rng: np.random.Generator, objects: int | None = None
+                     ) -> tuple[np.ndarray, ...]:
+    """One (label uint8, instance uint16, RGB uint8) triple: blobs of stuff labels and thing instances, ``objects``
+    of them drawn (default 3-6; later ones may hide earlier ones)."""
     coarse = rng.choice(STUFF_IDS, size=(max(height // 32, 2), max(width // 32, 2))).astype(np.uint8)
     label = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_NEAREST)
     inst = label.astype(np.uint16)
-    for k in range(int(rng.integers(3, 7))):
+    for k in range(int(rng.integers(3, 7)) if objects is None else objects):
         cls = int(rng.choice(THING_IDS))
         centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         radius = int(rng.integers(max(height // 20, 2), max(height // 6, 3)))
@@ -61,13 +63,17 @@ def synthetic_sample(width: int, height: int, rng: np.random.Generator) -> tuple
     return label, inst, image
 
 
-def make_dataset(root: Path, width: int, height: int, n: int = 2, phase: str = "train", seed: int = 0) -> Path:
-    """``n`` random samples in pix2pixHD's layout (``{phase}_label``, ``{phase}_inst``, ``{phase}_img``)."""
+def make_dataset(root: Path, width: int, height: int, n: int = 2, phase: str = "train", seed: int = 0,
+                 objects: int | None = None) -> Path:
+    """``n`` random samples in pix2pixHD's layout (``{phase}_label``, ``{phase}_inst``, ``{phase}_img``), each
+    with ``objects`` thing instances drawn (default 3-6)."""
+    if objects is not None and not 0 <= objects < 1000:
+        raise ValueError(f"objects must be in 0..999 (instance ids are class * 1000 + k), not {objects}")
     rng = np.random.default_rng(seed)
     for sub in ("label", "inst", "img"):
         (root / f"{phase}_{sub}").mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        label, inst, image = synthetic_sample(width, height, rng)
+        label, inst, image = synthetic_sample(width, height, rng, objects)
         name = f"bench_{i:05d}.png"
         for sub, array in (("label", label), ("inst", inst), ("img", image[:, :, ::-1])):  # cv2 writes BGR
             if not cv2.imwrite(str(root / f"{phase}_{sub}" / name), array):
