@@ -5,10 +5,11 @@ Every configuration uses label_nc 35 with instance maps, a generator with ``--ng
 4 down-samplings and 9 residual blocks, pix2pixHD's discriminator (num_D 2, n_layers_D 3, ndf 64), the VGG loss
 (random VGG19 weights: speed only), batch ``--batch`` (default 1) and synthetic data with ``--objects`` thing
 instances per image (default 20; the Cityscapes samples in ../shared have 2-27 objects and 11-17 stuff segments
-per image). ngf 32 is pix2pixHD's global G at half its width: GH-Feat's step runs E, the frozen G, D and an R1
-penalty (a second backward through D), so at the full width the slowest configs would take several times
-pix2pixHD's seconds per step on 2 cores; ``--ngf 64`` gives pix2pixHD's own width. Each configuration runs in a
-fresh child process, so the ratios come from the same run on the same machine.
+per image). ngf 32 is pix2pixHD's global G at half its width, chosen so that the costliest step (GH-Feat's: E,
+the frozen G, D and an R1 penalty, a second backward through D) stays at seconds on 2 cores; ``--ngf 64`` gives
+pix2pixHD's own width (its step alone is 4-5 s at 256x128 there, docs/benchmarks.md). ``--no_vgg`` drops the VGG
+loss everywhere (smoke runs). Each configuration runs in a fresh child process, so the ratios come from the same
+run on the same machine.
 
     pix2pixhd   pix2pixHD (the baseline row: global G of the same size)
     modulated   --model modulated: the same trunk style-modulated per instance, codes from BandCodeEncoder (E)
@@ -17,7 +18,8 @@ fresh child process, so the ratios come from the same run on the same machine.
 
 GH-Feat and self-conditioning start from a --model modulated run: a preparing child saves a freshly initialised
 modulated run's checkpoint with ``Trainer.save`` (random weights: speed only) and pseudo-labels of its objects
-as ``synth-selfcond label`` makes them (``collect_object_codes``, ``pseudo_labels``), along a random direction.
+as ``synth-selfcond label`` makes them (``collect_object_codes``: objects over 1/64 of their image;
+``pseudo_labels``), along a random direction; the smaller objects go unlabelled, as they would there.
 The JSON records each configuration's objects (ids >= 1000) and segments (every instance id, stuff included: the
 N the instance masks are built over) in the timed batch.
 
@@ -49,9 +51,10 @@ LABELS_FILE = "pseudo_labels.npz"
 
 
 def arch_flags(args: argparse.Namespace) -> list[str]:
-    """The generator size and batch shared by every configuration (and the pretrained modulated run)."""
+    """The generator size, batch and VGG loss shared by every configuration (and the pretrained modulated run)."""
+    vgg = ["--no_vgg_loss"] if args.no_vgg else ["--vgg_weights", str(Path(args.workdir) / VGG_FILE)]
     return ["--ngf", str(args.ngf), "--n_downsample_global", "4", "--n_blocks_global", "9",
-            "--batchSize", str(args.batch)]
+            "--batchSize", str(args.batch), *vgg]
 
 
 def data_dir(work: Path, size: str) -> Path:
@@ -65,8 +68,8 @@ def pretrained_dir(work: Path, size: str) -> Path:
 
 def model_flags(args: argparse.Namespace, config: str) -> list[str]:
     """Config flags plus the pretrained run / pseudo-labels the models built on a modulated run read."""
-    work, prepared = Path(args.workdir), pretrained_dir(Path(args.workdir), args.size)
-    extra = ["--vgg_weights", str(work / VGG_FILE), *arch_flags(args), *CONFIGS[config]]
+    prepared = pretrained_dir(Path(args.workdir), args.size)
+    extra = [*arch_flags(args), *CONFIGS[config]]
     if config == "ghfeat":
         extra += ["--ghfeat_generator", str(prepared / PRETRAINED_NAME)]
     if config == "selfcond":
@@ -84,8 +87,8 @@ def prepare(args: argparse.Namespace) -> dict:
     from synth.trainer import Trainer
 
     work, out = Path(args.workdir), pretrained_dir(Path(args.workdir), args.size)
-    opt = common.train_options(data_dir(work, args.size), out, [
-        "--vgg_weights", str(work / VGG_FILE), *arch_flags(args), *CONFIGS["modulated"], "--name", PRETRAINED_NAME])
+    opt = common.train_options(data_dir(work, args.size), out,
+                               [*arch_flags(args), *CONFIGS["modulated"], "--name", PRETRAINED_NAME])
     trainer = Trainer(opt)
     checkpoint = trainer.save("latest")
     objects = collect_object_codes(trainer.model, trainer.loader)
@@ -122,23 +125,30 @@ def run_one(args: argparse.Namespace) -> dict:
     return {
         "size": args.size, "config": args.config, **timing, "peak_rss_mb": common.peak_rss_mb(),
         **batch_instances(batch), "params": params, "trained_params": sum(p.numel() for p in trainer.g_params)
-        + sum(p.numel() for p in trainer.d_params), "ngf": args.ngf, "threads": torch.get_num_threads(),
+        + sum(p.numel() for p in trainer.d_params), "ngf": args.ngf, "vgg_loss": not args.no_vgg,
+        "threads": torch.get_num_threads(),
     }
 
 
 def child_args(args: argparse.Namespace, size: str, work: Path) -> list[str]:
     return ["--size", size, "--warmup", str(args.warmup if args.warmup >= 0 else 1), "--iters",
             str(args.iters or 3), "--workdir", str(work), "--ngf", str(args.ngf), "--batch", str(args.batch)] + (
-        ["--threads", str(args.threads)] if args.threads else [])
+        ["--threads", str(args.threads)] if args.threads else []) + (["--no_vgg"] if args.no_vgg else [])
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser, "256x128", ",".join(CONFIGS))
     parser.add_argument("--ngf", type=int, default=32, help="generator width of every config (default 32)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--objects", type=int, default=20, help="thing instances drawn per image (default 20)")
+    parser.add_argument("--no_vgg", action="store_true", help="every config without the VGG loss (smoke runs)")
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)  # child: the pretrained run
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.prepare:
         common.emit_result(prepare(args))
@@ -149,18 +159,21 @@ def main() -> None:
     names, sizes = common.chosen_configs_and_sizes(parser, args, list(CONFIGS))
     info = common.machine_info()
     common.print_machine(info)
-    payload = {"benchmark": "model_steps", "machine": info, "argv": sys.argv[1:], "results": []}
+    payload = {"benchmark": "model_steps", "machine": info, "argv": sys.argv[1:], "prepared": {}, "results": []}
     results = payload["results"]
     with common.temp_dir("synth-bench-") as work:
         work = Path(work)
-        common.save_random_vgg19(work / VGG_FILE)
+        if not args.no_vgg:
+            common.save_random_vgg19(work / VGG_FILE)
         for size in sizes:
             width, height = common.parse_size(size)
             common.make_dataset(data_dir(work, size), width, height, n=max(2, args.batch), objects=args.objects)
             prepared = None
             if any(name in NEEDS_PRETRAINED for name in names):
                 prepared = common.run_child(Path(__file__), ["--prepare", *child_args(args, size, work)])
-                print(f"  {size} pretrained modulated run: {prepared.get('error') or 'saved'}", flush=True)
+                payload["prepared"][size] = prepared
+                status = prepared.get("error") or f"saved, {prepared['labelled_objects']} objects pseudo-labelled"
+                print(f"  {size} pretrained modulated run: {status}", flush=True)
             for name in names:
                 if name in NEEDS_PRETRAINED and "error" in prepared:
                     result = {"error": f"no pretrained run ({prepared['error']})"}
