@@ -6,13 +6,20 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from synth import ghfeat as gf
 from synth.commands.ghfeat import main as ghfeat_main
 from synth.core.errors import OptionError
 from synth.inference import load_generator
 from synth.models.ghfeat_model import GHFeatModel
-from synth.models.networks.generator_modulated import ModulatedGenerator, instance_weights, layer_group
+from synth.models.networks import generator_modulated
+from synth.models.networks.generator_modulated import (
+    ModulatedGenerator,
+    full_resolution_masks,
+    instance_weights,
+    layer_group,
+)
 from synth.models.networks.hierarchical_encoder import BandCodeEncoder, HierarchicalEncoder, PooledCodeEncoder
 from synth.models.networks.segments import index_segments, paint, pool_instances
 from synth.options import parse_test_options, parse_train_options
@@ -62,10 +69,42 @@ def test_pooling_ignores_empty_masks_and_keeps_tiny_instances_at_every_level():
     coarse = pool_instances(torch.randn(2, 3, 2, 2), index)  # a 1-pixel instance still gets its cell's vector
     assert torch.isfinite(coarse).all() and coarse.abs().sum(1).gt(0).all()
     weights = instance_weights(index, 3, torch.float32)
-    assert [w.shape[-1] for w in weights] == [16, 8, 4, 2]
+    assert [w.shape[-1] for w in weights] == [8, 4, 2]
+    one_hot = torch.zeros(2, index.count, 16, 16).scatter_(1, index.index, 1.0)
+    assert torch.equal(weights[0], F.avg_pool2d(one_hot, 2))  # level 1 without building the full-size masks
     for w in weights:  # shares of each cell sum to one; each instance keeps its area at every level
         assert torch.allclose(w.sum(1), torch.ones_like(w.sum(1)))
-        assert torch.allclose(w.sum(dim=(0, 2, 3)) * (16 // w.shape[-1]) ** 2, weights[0].sum(dim=(0, 2, 3)))
+        assert torch.allclose(w.sum(dim=(0, 2, 3)) * (16 // w.shape[-1]) ** 2, one_hot.sum(dim=(0, 2, 3)))
+
+
+def test_full_resolution_layers_paint_codes_exactly_as_the_masks_would(monkeypatch):
+    """Without gradients (inference, editing) level 0 is a gather; with them the one-hot masks, whose code gradient
+    the training runs were validated with. Both give the same map, bit for bit."""
+    g = ModulatedGenerator(6, 3, ngf=4, n_downsampling=2, n_blocks=1)
+    seg = _segments()
+    index = index_segments(seg)
+    codes = [torch.randn(index.count, n) for n in g.num_codes]
+    one_hot = torch.zeros(2, index.count, 16, 16).scatter_(1, index.index, 1.0)
+    assert torch.equal(full_resolution_masks(index, torch.float32), one_hot)
+    for norm in (g.stem.norm, g.up[-1].norm):  # the level-0 layers
+        assert g.layer_levels[norm.layer_number] == 0
+        expected = torch.einsum("bnhw,nc->bchw", one_hot, codes[norm.layer_number])
+        with torch.no_grad():
+            assert torch.equal(g.modulations(seg, codes, torch.float32)(norm), expected)
+        trained = [c.clone().requires_grad_() for c in codes]
+        painted = g.modulations(seg, trained, torch.float32)(norm)
+        assert torch.equal(painted, expected)
+        painted.pow(2).sum().backward()
+        reference = codes[norm.layer_number].clone().requires_grad_()
+        torch.einsum("bnhw,nc->bchw", one_hot, reference).pow(2).sum().backward()
+        assert torch.equal(trained[norm.layer_number].grad, reference.grad)
+    built = []
+    monkeypatch.setattr(generator_modulated, "full_resolution_masks", lambda *a: built.append(1) or one_hot)
+    with torch.no_grad():
+        g(torch.randn(2, 6, 16, 16), seg, codes)
+    assert built == []  # inference never builds the [B, N, H, W] masks
+    g(torch.randn(2, 6, 16, 16), seg, [c.clone().requires_grad_() for c in codes])
+    assert built == [1]  # training builds them once per forward, for both level-0 layers
 
 
 def test_encoders_emit_one_code_per_instance_and_layer():

@@ -26,7 +26,7 @@ from torch import nn
 from synth.core.errors import OptionError
 from synth.models.networks.blocks import output_head
 from synth.models.networks.fourier_texture import FourierBank, FourierTextureLayer
-from synth.models.networks.segments import SegmentIndex, as_index
+from synth.models.networks.segments import SegmentIndex, as_index, paint
 from synth.models.registry import GENERATORS
 
 GROUPS = ("coarse", "mid", "fine")
@@ -43,14 +43,31 @@ def layer_group(level: int, n_downsampling: int) -> str:
 
 
 def instance_weights(index: SegmentIndex, levels: int, dtype: torch.dtype) -> list[torch.Tensor]:
-    """Soft instance masks per level: ``[B,N,H/2**k,W/2**k]`` holding each instance's share of every cell."""
-    batch = index.index.shape[0]
-    one_hot = torch.zeros(batch, index.count, *index.index.shape[-2:], dtype=dtype, device=index.index.device)
-    one_hot.scatter_(1, index.index, 1.0)
-    weights = [one_hot]
-    for _ in range(levels):
+    """Soft instance masks of levels 1..``levels``: ``[B,N,H/2**k,W/2**k]`` holding each instance's share of every
+    cell (level 0, one instance per pixel, is painted apart: see ``modulations``). Level 1 adds a quarter per pixel into
+    its cell, which equals average-pooling the full-resolution one-hot masks without building them."""
+    ids = index.index[:, 0]
+    batch, height, width = ids.shape
+    h, w = height // 2, width // 2  # avg_pool2d's floor
+    cells = ids[:, : 2 * h, : 2 * w].reshape(batch, h, 2, w, 2)
+    position = cells * (h * w) + (torch.arange(h, device=ids.device)[:, None, None, None] * w
+                                  + torch.arange(w, device=ids.device)[None, None, :, None])
+    shares = torch.zeros(batch, index.count * h * w, dtype=dtype, device=ids.device)
+    shares.scatter_add_(1, position.reshape(batch, -1), torch.full((1, 1), 0.25, dtype=dtype,
+                                                                   device=ids.device).expand(batch, 4 * h * w))
+    weights = [shares.view(batch, index.count, h, w)]
+    for _ in range(levels - 1):
         weights.append(F.avg_pool2d(weights[-1], 2))
     return weights
+
+
+def full_resolution_masks(index: SegmentIndex, dtype: torch.dtype) -> torch.Tensor:
+    """Level 0's one-hot instance masks ``[B,N,H,W]``. Painting through them equals the gather exactly, forward and
+    into the input; training keeps them because the codes' gradient then sums in the order the models were
+    validated with (the gather's scatter-add order changes training's float noise; docs/benchmarks.md)."""
+    batch = index.index.shape[0]
+    one_hot = torch.zeros(batch, index.count, *index.index.shape[-2:], dtype=dtype, device=index.index.device)
+    return one_hot.scatter_(1, index.index, 1.0)
 
 
 class ModulatedNorm(nn.Module):
@@ -158,11 +175,21 @@ class ModulatedGenerator(nn.Module):
         """A function ``norm -> [B, 2C, h, w]`` map painting each instance's code of that layer over its mask."""
         if len(codes) != len(self.num_codes):
             raise ValueError(f"expected {len(self.num_codes)} per-layer codes, got {len(codes)}")
-        weights = instance_weights(as_index(segments), self.n_downsampling, dtype)  # one numbering per step
+        index = as_index(segments)
+        weights = instance_weights(index, self.n_downsampling, dtype)  # one numbering per step
+
+        full_masks: list[torch.Tensor] = []  # level 0's one-hot masks, built only when the codes need gradients
 
         def modulate(norm: ModulatedNorm) -> torch.Tensor:
-            layer = norm.layer_number
-            return torch.einsum("bnhw,nc->bchw", weights[self.layer_levels[layer]], codes[layer].to(dtype))
+            layer, level = norm.layer_number, self.layer_levels[norm.layer_number]
+            code = codes[layer].to(dtype)
+            if level > 0:
+                return torch.einsum("bnhw,nc->bchw", weights[level - 1], code)
+            if not (torch.is_grad_enabled() and code.requires_grad):
+                return paint(code, index)  # one instance per pixel: a gather, O(H*W*C) instead of O(N*H*W*C)
+            if not full_masks:
+                full_masks.append(full_resolution_masks(index, dtype))
+            return torch.einsum("bnhw,nc->bchw", full_masks[0], code)
 
         return modulate
 
