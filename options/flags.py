@@ -133,6 +133,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
     g.add_argument("--adam_impl", choices=("auto", "fused", "foreach", "plain"), default="auto",
                    help="Adam kernel: fused where the device supports it (auto), foreach, or the plain loop")
+    g.add_argument("--step_in_backward", choices=("auto", "on", "off"), default="auto",
+                   help="update each parameter as backward completes its gradient and free the gradient (same "
+                        "update, less memory); auto: on unless --amp fp16 or DDP rules it out")
     g.add_argument("--max_iters", type=int, default=0, help="stop and save after N iterations (0: off)")
     g.add_argument("--continue_train", action="store_true", help="resume from checkpoints/NAME/<which_epoch>.pt")
     g.add_argument("--which_epoch", type=str, default="latest", help="checkpoint to resume: latest or an epoch")

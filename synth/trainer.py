@@ -14,6 +14,7 @@ Models' state outside their networks (e.g. ECGAN's memory bank) is saved as ``ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 
 import synth.models  # noqa: F401  (registers networks and models)
 from synth.assembly import build_model
+from synth.backward_step import StepInBackward, use_step_in_backward
 from synth.checkpoint import (
     check_fresh_run,
     checkpoint_path,
@@ -163,6 +165,15 @@ def make_adam(
     return torch.optim.Adam(params, lr=lr, betas=(opt.beta1, getattr(opt, "beta2", 0.999)), **kwargs)
 
 
+def detached(out: StepOutput) -> StepOutput:
+    """The step's output without its autograd graph: the loop keeps the last output until the next step returns,
+    and a graph retained for D's backward would hold this step's activations through the next step."""
+    return dataclasses.replace(
+        out, g_losses={k: v.detach() for k, v in out.g_losses.items()},
+        d_losses={k: v.detach() for k, v in out.d_losses.items()}, fake=out.fake.detach(),
+        visuals={k: v.detach() for k, v in out.visuals.items()})
+
+
 class Trainer:
     """Builds data, model and optimizers from options (resuming when asked) and runs pix2pixHD's training loop."""
 
@@ -199,6 +210,8 @@ class Trainer:
         self.scalers = {
             name: torch.amp.GradScaler(self.device.type, enabled=opt.amp == "fp16") for name in ("G", "D")
         }
+        self.in_backward = use_step_in_backward(opt.step_in_backward, opt.amp, self.dist.enabled)
+        self.steppers: dict[str, StepInBackward] = {}
         self._build_optimizers()
         if resume_state is not None:
             self._restore(resume_state)
@@ -259,12 +272,21 @@ class Trainer:
     def _build_optimizers(self) -> None:
         self.d_params = list(self.model.discriminator_parameters())
         self.optimizers = {"D": make_adam(self.d_params, self.opt, self.device, "D")}
+        self._attach_stepper("D")
         self._build_generator_optimizer()
+
+    def _attach_stepper(self, name: str) -> None:
+        """With --step_in_backward: hooks that step optimizer ``name`` during its backward (replacing old ones)."""
+        if name in self.steppers:
+            self.steppers.pop(name).close()
+        if self.in_backward:
+            self.steppers[name] = StepInBackward(self.optimizers[name])
 
     def _build_generator_optimizer(self) -> None:
         """G's Adam over this epoch's trainable parameters (fresh state, as pix2pixHD does after fixing global)."""
         self.g_params = self._trainable_generator_parameters()
         self.optimizers["G"] = make_adam(self.g_params, self.opt, self.device)
+        self._attach_stepper("G")
         if self.dist.enabled:  # DDP covers the parameters that train now, so it is rebuilt with the optimizer
             runners = {name: wrap_ddp(net, self.dist, self.device) for name, net in self.model.networks().items()
                        if any(p.requires_grad for p in net.parameters())}  # frozen networks need no DDP
@@ -351,12 +373,24 @@ class Trainer:
         loss_d = sum(out.d_losses.values())
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        self.scalers["G"].scale(loss_g).backward(inputs=self.g_params, retain_graph=True)
-        self.scalers["D"].scale(loss_d).backward(inputs=self.d_params)
+        self._backward("G", loss_g, self.g_params, retain_graph=True)
+        self._backward("D", loss_d, self.d_params)
         for name, optimizer in self.optimizers.items():
-            self.scalers[name].step(optimizer)
-            self.scalers[name].update()
-        return out
+            if name not in self.steppers:
+                self.scalers[name].step(optimizer)
+                self.scalers[name].update()
+        return detached(out)
+
+    def _backward(self, name: str, loss: torch.Tensor, params: list[torch.nn.Parameter], **kwargs) -> None:
+        """Back-propagate ``loss`` into ``params``; with a stepper, each is updated as its gradient completes."""
+        stepper = self.steppers.get(name)
+        if stepper is not None:
+            stepper.armed = True
+        try:
+            self.scalers[name].scale(loss).backward(inputs=params, **kwargs)
+        finally:
+            if stepper is not None:
+                stepper.armed = False
 
     def _set_learning_rate(self) -> None:
         for name, optimizer in self.optimizers.items():

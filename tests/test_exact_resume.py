@@ -101,3 +101,24 @@ def test_resume_mid_epoch_and_at_an_epoch_end_equals_a_straight_run(case, demo_r
         resumed = Trainer(parse_train_options(flags + ["--continue_train"]))
         assert resumed.total_iters == stop_at
         _assert_same_state(straight, load_checkpoint(resumed.train()))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_stepping_in_backward_trains_bit_for_bit_like_stepping_after_it(case, demo_root, tmp_path, pretrained):
+    """--step_in_backward on (the default here) and off: the same weights and optimizer state, exactly, over three
+    epochs (the third with a decayed learning rate, which the in-backward steps must pick up)."""
+    needs = pretrained if "{" in " ".join(CASES[case]) else {}
+    runs = {}
+    for choice in ("on", "off"):
+        flags = _flags(demo_root, tmp_path / choice, case, needs) + ["--niter_decay", "2", "--step_in_backward", choice]
+        runs[choice] = load_checkpoint(Trainer(parse_train_options(flags)).train())
+    on, off = runs["on"], runs["off"]
+    for net, tensors in off["nets"].items():
+        for key, value in tensors.items():
+            assert torch.equal(on["nets"][net][key], value), f"{net}.{key}"
+    for name, state in off["optimizers"].items():
+        assert state["param_groups"] == on["optimizers"][name]["param_groups"], name
+        assert state["state"].keys() == on["optimizers"][name]["state"].keys(), name
+        for index, entries in state["state"].items():
+            for key, value in entries.items():
+                assert torch.equal(on["optimizers"][name]["state"][index][key], value), f"{name}.{index}.{key}"

@@ -254,7 +254,8 @@ def test_generator_is_frozen_and_bit_identical_after_encoder_training(tiny_runs)
     root, ck = tiny_runs
     trainer = Trainer(parse_train_options(tiny_flags(root, ck, "gh") + [
         "--model", "ghfeat", "--ghfeat_generator", str(ck / "mod"), "--max_iters", "3",
-        "--ghfeat_code_space", "generator"]))
+        "--ghfeat_code_space", "generator",
+        "--step_in_backward", "off"]))  # D's gradients stay after the step, to be inspected below
     model = trainer.model
     source = torch.load(ck / "mod" / "latest.pt", weights_only=True)["nets"]
     for key, value in model.netG.state_dict().items():

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from synth.backward_step import use_step_in_backward
 from synth.checkpoint import load_checkpoint
+from synth.core.errors import OptionError
 from synth.options import parse_train_options
 from synth.trainer import EpochSampler, Trainer, learning_rate
 from tests.conftest import tiny_flags
@@ -162,3 +164,39 @@ def test_vgg_loss_trains_with_local_weights_file(demo_root, tmp_path):
     out = trainer.train_step(next(iter(trainer.loader)))
     assert "G_VGG" in out.g_losses and out.g_losses["G_VGG"].item() > 0
     assert not any(p.requires_grad for p in trainer.model.vgg_loss.parameters())
+
+
+@pytest.mark.parametrize("choice", ["on", "off"])
+def test_stepping_in_backward_never_holds_more_than_one_gradient(demo_root, tmp_path, choice):
+    """With --step_in_backward on each parameter's gradient is used and freed before the next one completes; off,
+    they pile up until the step. Either way no gradient is left after the step."""
+    trainer = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path) + ["--step_in_backward", choice]))
+    params = trainer.g_params + trainer.d_params
+    live = []
+    handles = [p.register_post_accumulate_grad_hook(  # runs after the trainer's own hook
+        lambda _: live.append(sum(q.grad is not None for q in params))) for p in params]
+    trainer.train_step(next(iter(trainer.loader)))
+    for handle in handles:
+        handle.remove()
+    assert len(live) == len(params)
+    if choice == "on":
+        assert max(live) == 0
+        assert all(p.grad is None for p in params)
+    else:
+        assert max(live) == len(params)
+
+
+def test_step_output_holds_no_graph(demo_root, tmp_path):
+    """The loop keeps the last step's output through the next step: it must not keep that step's graph alive."""
+    trainer = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path)))
+    out = trainer.train_step(next(iter(trainer.loader)))
+    tensors = [*out.g_losses.values(), *out.d_losses.values(), out.fake, *out.visuals.values()]
+    assert all(t.grad_fn is None for t in tensors)
+
+
+@pytest.mark.parametrize("amp, distributed, blocker", [("fp16", False, "--amp fp16"), ("none", True, "DDP")])
+def test_stepping_in_backward_on_refuses_what_needs_all_gradients(amp, distributed, blocker):
+    with pytest.raises(OptionError, match=f"--step_in_backward on cannot apply with {blocker}"):
+        use_step_in_backward("on", amp, distributed)
+    assert use_step_in_backward("auto", amp, distributed) is False
+    assert use_step_in_backward("auto", "none", False) is True and use_step_in_backward("off", "none", False) is False
