@@ -24,14 +24,18 @@ from bench import common  # noqa: E402
 #: Configuration name -> (extra flags, autocast dtype name or None). "fp32" is the baseline.
 CONFIGS: dict[str, tuple[list[str], str | None]] = {
     "fp32": ([], None),
-    "bf16": (["--amp", "bf16"], "bfloat16"),
+    "bf16": (["--amp", "bf16"], "bfloat16"),  # bf16 weights cast once at load, as test.py and the API do
+    "bf16-fp32-weights": (["--amp", "bf16"], "bfloat16"),  # autocast over fp32 weights: casts G's at every call
 }
+#: Configurations that keep fp32 weights under autocast (what synth did before it cast them once at load).
+KEEP_FP32_WEIGHTS = ("bf16-fp32-weights",)
 OPTIONAL_CONFIGS: dict[str, tuple[str, list[str], str | None]] = {
     "fp32-cl": ("channels_last", ["--channels_last"], None),
+    "bf16-cl": ("channels_last", ["--amp", "bf16", "--channels_last"], "bfloat16"),
     "fp32-compile": ("compile", ["--compile"], None),  # only on request: minutes of compilation per size
 }
 #: Configurations run only when named in --configs.
-ON_REQUEST = ("fp32-compile",)
+ON_REQUEST = ("fp32-compile", "bf16-fp32-weights")
 BASELINE = "fp32"
 DEFAULT_SIZES = "256x128,512x256,1024x512"
 #: (warm-up, timed) iterations per size; sizes not listed use (1, 3).
@@ -79,7 +83,7 @@ def run_one(args: argparse.Namespace) -> dict:
     import synth.models  # noqa: F401  (registers the model)
     from synth.models.pix2pixhd_model import Pix2PixHDModel
     from synth.options import parse_test_options
-    from synth.trainer import prepare_networks
+    from synth.runtime import cast_for_inference, prepare_networks
 
     width, height = common.parse_size(args.size)
     warmup, iters = args.warmup, args.iters
@@ -88,6 +92,8 @@ def run_one(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model = Pix2PixHDModel(opt, for_training=False).eval()
     prepare_networks(model, opt)
+    if args.config not in KEEP_FP32_WEIGHTS:
+        cast_for_inference(model, opt)
     batch = synthetic_batch(width, height)
     autocast = (torch.autocast("cpu", dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext())
     with torch.inference_mode(), autocast:

@@ -30,7 +30,7 @@ from synth.features import FeatureClusters, default_cluster_path, paint_features
 from synth.inference import load_generator, synthesize_visuals
 from synth.models.base_model import LayoutModel
 from synth.models.pix2pixhd_model import generator_size_multiple
-from synth.runtime import autocast
+from synth.runtime import autocast, cast_for_inference
 from synth.visualize import tensor_to_image
 
 #: What a map or photo may be given as: an array, a PIL image, a tensor, or a file (path or open binary file).
@@ -147,6 +147,7 @@ class Run:
             argv += ["--cluster_path", str(cluster_path)]
         opt = parse_test_options(argv)
         model = load_generator(opt)
+        cast_for_inference(model, opt)
         return cls(model, opt, load_clusters(model, opt))
 
     # ----- what the run offers --------------------------------------------------------------------------

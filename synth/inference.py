@@ -28,7 +28,7 @@ from synth.features import (
 from synth.logger import visuals_of
 from synth.models.base_model import LayoutModel
 from synth.models.pix2pixhd_model import generator_size_multiple
-from synth.runtime import autocast, prepare_networks
+from synth.runtime import autocast, cast_for_inference, prepare_networks
 from synth.visualize import save_png, write_html_page
 
 #: Data flags that default to the training run's values at test time unless typed on the command line.
@@ -57,6 +57,7 @@ def load_generator(opt: argparse.Namespace) -> LayoutModel:
 def run_inference(opt: argparse.Namespace) -> Path:
     """Synthesize up to ``--how_many`` inputs; returns the results page."""
     model = load_generator(opt)
+    cast_for_inference(model, opt)
     opt.size_multiple = generator_size_multiple(opt)
     dataset = create_dataset(opt)
     features = feature_source(model, opt, dataset.has_images)

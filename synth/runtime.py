@@ -19,6 +19,14 @@ def autocast(opt: argparse.Namespace) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=torch.device(opt.device).type, dtype=AMP_DTYPES[opt.amp])
 
 
+def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
+    """Under ``--amp bf16|fp16`` at inference, keep the networks' weights in that dtype: autocast's cast cache lasts
+    one autocast region, so otherwise every call would cast all of G's weights (182 M for pix2pixHD's global G) again.
+    Only for code that runs the model under ``autocast`` (which casts fp32 inputs at each convolution)."""
+    if opt.amp in AMP_DTYPES:
+        model.to(AMP_DTYPES[opt.amp])
+
+
 def prepare_networks(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Apply --channels_last and --compile in place (state-dict keys stay the same, so checkpoints are portable)."""
     if opt.channels_last:

@@ -70,3 +70,24 @@ def feature_run(tmp_path_factory) -> dict:
                               "--phase", "train", "--n_clusters", "4", "--no_progress"])
     cluster_training_set(load_generator(opt), opt, 1 / 256, named_cluster_path(opt))
     return {"name": "feat", "checkpoints": tmp / "ck", "dataroot": root}
+
+
+@pytest.fixture(scope="module")
+def pretrained(demo_root, tmp_path_factory):
+    """A tiny --model modulated run (the generator of GH-Feat and self-cond) and its pseudo-label file."""
+    from synth.commands.selfcond import main as selfcond_main
+    from synth.options import parse_train_options
+    from synth.trainer import Trainer
+
+    ck = tmp_path_factory.mktemp("pretrained")
+    flags = tiny_flags(demo_root, ck, "mod") + ["--model", "modulated", "--nef", "4", "--max_iters", "2"]
+    Trainer(parse_train_options(flags)).train()
+    test_flags = ["--name", "mod", "--checkpoints_dir", str(ck), "--device", "cpu", "--no_progress"]
+    assert selfcond_main(["direction", "--method", "kmeans", "--out", str(ck / "dir.npz"), *test_flags]) == 0
+    assert (
+        selfcond_main(
+            ["label", "--direction", f"stripes={ck / 'dir.npz'}", "--out", str(ck / "labels.npz"), *test_flags]
+        )
+        == 0
+    )
+    return {"mod": str(ck / "mod"), "labels": str(ck / "labels.npz")}

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from synth.checkpoint import load_checkpoint
-from synth.commands.selfcond import main as selfcond_main
 from synth.models.registry import MODELS
 from synth.options import parse_train_options
 from synth.trainer import Trainer
@@ -56,23 +55,6 @@ CASES = {
 
 def test_every_registered_model_has_a_case():
     assert {flags[1] for flags in CASES.values() if flags[:1] == ["--model"]} | {"pix2pixHD"} == set(MODELS.names())
-
-
-@pytest.fixture(scope="module")
-def pretrained(demo_root, tmp_path_factory):
-    """A tiny --model modulated run (the generator of GH-Feat and self-cond) and its pseudo-label file."""
-    ck = tmp_path_factory.mktemp("pretrained")
-    flags = tiny_flags(demo_root, ck, "mod") + ["--model", "modulated", "--nef", "4", "--max_iters", "2"]
-    Trainer(parse_train_options(flags)).train()
-    test_flags = ["--name", "mod", "--checkpoints_dir", str(ck), "--device", "cpu", "--no_progress"]
-    assert selfcond_main(["direction", "--method", "kmeans", "--out", str(ck / "dir.npz"), *test_flags]) == 0
-    assert (
-        selfcond_main(
-            ["label", "--direction", f"stripes={ck / 'dir.npz'}", "--out", str(ck / "labels.npz"), *test_flags]
-        )
-        == 0
-    )
-    return {"mod": str(ck / "mod"), "labels": str(ck / "labels.npz")}
 
 
 def _flags(root, checkpoints, case: str, pretrained: dict) -> list[str]:
