@@ -36,6 +36,8 @@ OPTIONAL_CONFIGS: dict[str, tuple[str, list[str]]] = {
     # the classic order (all gradients, then the step) against the default --step_in_backward auto (on here)
     "fp32-fused-step-after": ("step_in_backward", ["--adam_impl", "fused", "--amp", "none",
                                                    "--step_in_backward", "off"]),
+    "bf16-fused-step-after": ("step_in_backward", ["--adam_impl", "fused", "--amp", "bf16",
+                                                   "--step_in_backward", "off"]),
 }
 #: Included in the default run (compile is left out by default: its first steps take minutes on 2 cores).
 DEFAULT_OPTIONAL = ("fp32-fused-cl", "bf16-fused-cl")

@@ -59,3 +59,21 @@ def test_the_api_keeps_bf16_weights_and_renders(demo_root, tmp_path):
     label[8:24, 8:24] = 3
     fake = run.generate(run.layout(label, label.astype(np.int32) * 1000))[0]
     assert fake.dtype == torch.float32 and fake.shape == (1, 3, 32, 32) and torch.isfinite(fake).all()
+
+
+def test_reflection_pads_keep_bf16_under_autocast_with_the_same_values():
+    from torch import nn
+
+    from synth.models.networks.blocks import ReflectionPad2d, ResnetBlock
+
+    x = torch.randn(1, 8, 6, 10).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, stock = ReflectionPad2d(2)(x), nn.ReflectionPad2d(2)(x)
+        block = ResnetBlock(8)
+        fast = block(x)
+        block.body[0], block.body[4] = nn.ReflectionPad2d(1), nn.ReflectionPad2d(1)
+        slow = block(x)
+    assert ours.dtype == torch.bfloat16 and stock.dtype == torch.float32
+    assert torch.equal(ours.float(), stock)
+    assert torch.equal(fast.float(), slow.float())
+    assert torch.equal(ReflectionPad2d(1)(x.float()), nn.ReflectionPad2d(1)(x.float()))  # no autocast: as torch's

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.core.errors import OptionError
-from synth.models.networks.blocks import NormFactory, ResnetBlock, input_stem
+from synth.models.networks.blocks import NormFactory, ReflectionPad2d, ResnetBlock, input_stem
 from synth.models.networks.norm import norm_layer
 
 EDGE_NC = 1  # one edge channel in [-1, 1]; it gates all image channels by broadcasting
@@ -37,7 +37,7 @@ def strip_image_head(net: nn.Module) -> nn.Module:
 
 def conv3(in_channels: int, out_channels: int) -> nn.Sequential:
     """Reflection-padded 3x3 convolution (keeps any size, odd ones included)."""
-    return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, kernel_size=3))
+    return nn.Sequential(ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, kernel_size=3))
 
 
 def branch_widths(channels: int, steps: int) -> list[int]:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from synth.core.errors import OptionError
-from synth.models.networks.blocks import output_head
+from synth.models.networks.blocks import ReflectionPad2d, output_head
 from synth.models.networks.fourier_texture import FourierBank, FourierTextureLayer
 from synth.models.networks.segments import SegmentIndex, as_index, paint
 from synth.models.registry import GENERATORS
@@ -108,9 +108,9 @@ class ModulatedResnetBlock(nn.Module):
 
     def __init__(self, dim: int, norm: str) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3))
+        self.conv1 = nn.Sequential(ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3))
         self.norm1 = ModulatedNorm(dim, norm)
-        self.conv2 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3))
+        self.conv2 = nn.Sequential(ReflectionPad2d(1), nn.Conv2d(dim, dim, kernel_size=3))
         self.norm2 = ModulatedNorm(dim, norm)
 
     def forward(self, x: torch.Tensor, modulate) -> torch.Tensor:
@@ -135,7 +135,7 @@ class ModulatedGenerator(nn.Module):
         self.size_multiple = 2**n_downsampling
         self.n_downsampling = n_downsampling
         width = ngf * 2**n_downsampling
-        self.stem = _ConvNormAct(nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7)), ngf, norm)
+        self.stem = _ConvNormAct(nn.Sequential(ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7)), ngf, norm)
         self.down = nn.ModuleList(
             _ConvNormAct(nn.Conv2d(ngf * 2**i, ngf * 2 ** (i + 1), 3, stride=2, padding=1), ngf * 2 ** (i + 1), norm)
             for i in range(n_downsampling)
