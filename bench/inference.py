@@ -24,18 +24,20 @@ from bench import common  # noqa: E402
 #: Configuration name -> (extra flags, autocast dtype name or None). "fp32" is the baseline.
 CONFIGS: dict[str, tuple[list[str], str | None]] = {
     "fp32": ([], None),
-    "bf16": (["--amp", "bf16"], "bfloat16"),  # bf16 weights cast once at load, as test.py and the API do
+    "bf16": (["--amp", "bf16"], "bfloat16"),  # as test.py and the API: bf16 weights cast once at load (+ Winograd)
     "bf16-fp32-weights": (["--amp", "bf16"], "bfloat16"),  # autocast over fp32 weights: casts G's at every call
 }
 #: Configurations that keep fp32 weights under autocast (what synth did before it cast them once at load).
 KEEP_FP32_WEIGHTS = ("bf16-fp32-weights",)
 OPTIONAL_CONFIGS: dict[str, tuple[str, list[str], str | None]] = {
+    "bf16-direct": ("conv_algorithm", ["--amp", "bf16", "--conv_algorithm", "direct"], "bfloat16"),
+    "fp32-winograd": ("conv_algorithm", ["--conv_algorithm", "winograd"], None),
     "fp32-cl": ("channels_last", ["--channels_last"], None),
     "bf16-cl": ("channels_last", ["--amp", "bf16", "--channels_last"], "bfloat16"),
     "fp32-compile": ("compile", ["--compile"], None),  # only on request: minutes of compilation per size
 }
 #: Configurations run only when named in --configs.
-ON_REQUEST = ("fp32-compile", "bf16-fp32-weights")
+ON_REQUEST = ("fp32-compile", "bf16-fp32-weights", "fp32-winograd")
 BASELINE = "fp32"
 DEFAULT_SIZES = "256x128,512x256,1024x512"
 #: (warm-up, timed) iterations per size; sizes not listed use (1, 3).

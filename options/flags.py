@@ -176,6 +176,8 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--export_onnx", type=str, default=None, help="export the generator to this ONNX file and stop")
     g.add_argument("--onnx", type=str, default=None, help="synthesize through onnxruntime with this ONNX file")
     g.add_argument("--engine", type=str, default=None, help="synthesize through this TensorRT engine file")
+    g.add_argument("--conv_algorithm", choices=("auto", "direct", "winograd"), default="auto",
+                   help="the res blocks' 3x3 convolutions on the CPU (auto: winograd under --amp bf16, else direct)")
     g.add_argument("--use_encoded_image", action="store_true", help="features from the real image via the encoder")
     g.add_argument("--cluster_path", type=str, default=None,
                    help="feature clusters (default checkpoints/NAME/features_clustered_NNN.npz)")

@@ -184,6 +184,9 @@ def _check_and_derive(opt: argparse.Namespace, argv: list[str]) -> None:
         typed = "--fp16" if opt.fp16 else "--data_type 16" if by_data_type else "--amp fp16"
         raise OptionError(f"{typed} needs a CUDA device (pix2pixHD's fp16 is CUDA-only); on the CPU use --amp bf16 "
                           "(fast only with native bf16)")
+    if getattr(opt, "conv_algorithm", "auto") == "winograd" and opt.device != "cpu":
+        raise OptionError(f"--conv_algorithm winograd runs on the CPU only, not on {opt.device} (cuDNN chooses its "
+                          "own algorithms, Winograd among them): use auto or direct")
     if opt.amp == "bf16" and opt.device == "cpu" and not cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 (AVX512-BF16/AMX): --amp bf16 will be much slower than fp32",
               file=sys.stderr)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from synth.models.networks.norm import norm_layer
+from synth.models.networks.winograd import Conv3x3
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -34,12 +35,12 @@ class ResnetBlock(nn.Module):
         make_norm = norm_layer(norm)
         self.body = nn.Sequential(
             ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3),
+            Conv3x3(dim, dim),
             make_norm(dim),
             nn.ReLU(inplace=True),
             *([nn.Dropout(dropout)] if dropout > 0 else []),
             ReflectionPad2d(1),
-            nn.Conv2d(dim, dim, kernel_size=3),
+            Conv3x3(dim, dim),
             make_norm(dim),
         )
 

@@ -1,0 +1,116 @@
+"""Winograd F(2x2, 3x3) for the res blocks' 3x3 convolutions: the same convolution as F.conv2d (values and
+gradients), chosen by --conv_algorithm at inference, and the same pictures as direct convolutions."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import synth.inference
+from synth.core.errors import OptionError
+from synth.models.networks import winograd
+from synth.models.networks.blocks import ResnetBlock
+from synth.models.networks.winograd import Conv3x3, transform_kernels, winograd_conv3x3
+from synth.options import parse_test_options, parse_train_options
+from synth.runtime import conv_algorithm
+from synth.trainer import Trainer
+from tests.conftest import tiny_flags
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 6, 6), (1, 4, 3, 3), (3, 2, 8, 5)])
+def test_values_equal_a_direct_convolution(shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64)
+    weight, bias = torch.randn(6, shape[1], 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    ours, reference = winograd_conv3x3(x, transform_kernels(weight), bias), F.conv2d(x, weight, bias)
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    torch.testing.assert_close(winograd_conv3x3(x, transform_kernels(weight)), F.conv2d(x, weight), rtol=0, atol=1e-12)
+
+
+def test_fp32_stays_within_fp32_rounding_of_a_direct_convolution():
+    torch.manual_seed(1)
+    x, weight, bias = torch.randn(1, 16, 10, 12), torch.randn(8, 16, 3, 3) / 12, torch.randn(8)
+    with torch.inference_mode():
+        ours = winograd_conv3x3(x, transform_kernels(weight), bias)
+    torch.testing.assert_close(ours, F.conv2d(x, weight, bias), rtol=1e-5, atol=1e-5)
+
+
+def test_under_bf16_autocast_it_computes_in_bf16_within_bf16_error():
+    torch.manual_seed(2)
+    x, weight = torch.randn(1, 32, 10, 10), torch.randn(32, 32, 3, 3) / 17
+    exact = F.conv2d(x, weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, direct = winograd_conv3x3(x, transform_kernels(weight)), F.conv2d(x, weight)
+    assert ours.dtype == direct.dtype == torch.bfloat16
+    scale = exact.abs().max()
+    # bf16 keeps 8 bits: a few units of 2^-8 of the output's scale; Winograd rounds its tiles once more
+    assert (ours.float() - exact).abs().max() <= 4 * (direct.float() - exact).abs().max() + 1e-3 * scale
+    assert (ours.float() - exact).abs().max() <= 2 ** -5 * scale
+
+
+def test_conv3x3_runs_directly_until_switched_and_keeps_conv2d_state_dict_keys():
+    torch.manual_seed(3)
+    wide, narrow = Conv3x3(winograd.MIN_CHANNELS, winograd.MIN_CHANNELS), Conv3x3(4, 4)
+    assert list(wide.state_dict()) == list(torch.nn.Conv2d(4, 4, 3).state_dict()) == ["weight", "bias"]
+    x = torch.randn(1, winograd.MIN_CHANNELS, 4, 4)
+    with torch.inference_mode():
+        assert torch.equal(wide(x), F.conv2d(x, wide.weight, wide.bias))  # direct: bit for bit
+        assert narrow.use_winograd() is False and narrow.kernels is None  # too narrow to pay
+        assert wide.use_winograd() is True and wide.kernels.shape == (16, wide.out_channels, wide.in_channels)
+        torch.testing.assert_close(wide(x), F.conv2d(x, wide.weight, wide.bias), rtol=1e-4, atol=1e-4)
+    assert isinstance(ResnetBlock(8).body[1], Conv3x3)
+    with pytest.raises(RuntimeError, match="prepared for inference by use_winograd"):
+        wide(x)  # with gradients on, the transformed kernels could go stale
+
+
+def _test_opt(extra):
+    return parse_test_options(["--dataroot", ".", "--device", "cpu", *extra])
+
+
+def test_auto_chooses_winograd_for_bf16_on_the_cpu_only():
+    assert conv_algorithm(_test_opt(["--amp", "bf16"])) == "winograd"
+    assert conv_algorithm(_test_opt([])) == "direct"
+    assert conv_algorithm(_test_opt(["--amp", "bf16", "--compile"])) == "direct"
+    assert conv_algorithm(_test_opt(["--amp", "bf16", "--conv_algorithm", "direct"])) == "direct"
+    assert conv_algorithm(_test_opt(["--conv_algorithm", "winograd"])) == "winograd"
+
+
+def test_winograd_on_a_gpu_is_refused_with_a_clear_line(monkeypatch):
+    monkeypatch.setattr("synth.options.parse.resolve_device_name", lambda device, gpu_ids: "cuda:0")
+    with pytest.raises(OptionError, match="--conv_algorithm winograd runs on the CPU only"):
+        parse_test_options(["--dataroot", ".", "--device", "cuda", "--conv_algorithm", "winograd"])
+
+
+def _pictures(page) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p), np.int16) for p in sorted((page.parent / "images").glob("*.png"))}
+
+
+@pytest.mark.slow
+def test_test_py_with_winograd_makes_the_pictures_of_direct_convolutions(demo_root, tmp_path, monkeypatch):
+    Trainer(parse_train_options(tiny_flags(demo_root, tmp_path) + ["--max_iters", "2"])).train()
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the demo's res blocks are narrow: switch them all
+    seen = []
+    load = synth.inference.load_generator
+    monkeypatch.setattr(synth.inference, "load_generator", lambda opt: seen.append(load(opt)) or seen[-1])
+    base = ["--name", "tiny", "--checkpoints_dir", str(tmp_path), "--dataroot", str(demo_root), "--device", "cpu",
+            "--nThreads", "0", "--no_progress", "--how_many", "3"]
+
+    def pictures(tag: str, *flags: str) -> dict[str, np.ndarray]:
+        opt = parse_test_options([*base, "--results_dir", str(tmp_path / tag), *flags])
+        return _pictures(synth.inference.run_inference(opt))
+
+    fp32 = {"direct": pictures("a", "--conv_algorithm", "direct"), "winograd": pictures("b", "--conv_algorithm",
+                                                                                        "winograd")}
+    bf16 = {"direct": pictures("c", "--amp", "bf16", "--conv_algorithm", "direct"), "auto": pictures("d", "--amp",
+                                                                                                    "bf16")}
+    switched = [m for m in seen[-1].modules() if isinstance(m, Conv3x3)]
+    assert switched and all(m.kernels is not None for m in switched)  # auto under bf16 took Winograd
+    assert all(m.kernels is None for m in seen[0].modules() if isinstance(m, Conv3x3))
+    assert any("synthesized_image" in k for k in fp32["direct"])
+    for name, picture in fp32["direct"].items():
+        assert np.abs(picture - fp32["winograd"][name]).max() <= 1, name  # fp32 rounding only
+        bf16_error = np.abs(bf16["direct"][name] - picture).mean()
+        winograd_error = np.abs(bf16["auto"][name] - picture).mean()
+        assert winograd_error <= 1.5 * bf16_error + 0.5, (name, winograd_error, bf16_error)
