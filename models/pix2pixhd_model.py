@@ -138,8 +138,11 @@ class Pix2PixHDModel(LayoutModel):
         self, semantics: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
     ) -> tuple[Features, Features]:
         """D's outputs for the fake and the real pair, each computed once (in one batched pass when norm allows)."""
+        # Under autocast G's output is already in the autocast dtype: D's input is built in it, so D's first
+        # convolution casts nothing and its backward casts no [2B, C, H, W] gradient back to fp32.
+        semantics = semantics.to(fake.dtype)
         fake_pair = torch.cat([semantics, fake], dim=1)
-        real_pair = torch.cat([semantics, real], dim=1)
+        real_pair = torch.cat([semantics, real.to(fake.dtype)], dim=1)
         if not self._joint_d_pass:
             return self.run("D", fake_pair), self.run("D", real_pair)
         both = self.run("D", torch.cat([fake_pair, real_pair], dim=0))

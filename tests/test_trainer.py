@@ -140,6 +140,24 @@ def test_bf16_autocast_step_on_cpu(demo_root, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.netG.parameters(), strict=True))
 
 
+def test_bf16_discriminator_input_is_built_in_bf16_with_the_same_outputs(demo_root, tmp_path):
+    trainer = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path) + ["--amp", "bf16"]))
+    model = trainer.model
+    semantics, real = model.encode_input(next(iter(trainer.loader)))
+    seen = []
+    hook = model.netD.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fake = model.netG(model.generator_input(semantics))
+        pred_fake, pred_real = model.discriminate(semantics, fake, real)
+        hook.remove()
+        # what D computed before: fp32 pairs, cast to bf16 by autocast at D's first convolution
+        old = model.netD(torch.cat([torch.cat([semantics, fake.float()], 1), torch.cat([semantics, real], 1)], 0))
+    assert seen == [torch.bfloat16]  # no fp32 copy of the [2B, C, H, W] input (nor of its gradient)
+    n = fake.shape[0]
+    for new_layer, old_layer in zip(pred_fake[0] + pred_real[0], [f[:n] for f in old[0]] + [f[n:] for f in old[0]]):
+        assert torch.equal(new_layer, old_layer)  # full-resolution D: bit for bit
+
+
 def test_channels_last_gives_the_same_step(demo_root, tmp_path):
     plain = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
     nhwc = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + ["--channels_last"]))
