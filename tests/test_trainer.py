@@ -154,7 +154,8 @@ def test_bf16_discriminator_input_is_built_in_bf16_with_the_same_outputs(demo_ro
         old = model.netD(torch.cat([torch.cat([semantics, fake.float()], 1), torch.cat([semantics, real], 1)], 0))
     assert seen == [torch.bfloat16]  # no fp32 copy of the [2B, C, H, W] input (nor of its gradient)
     n = fake.shape[0]
-    for new_layer, old_layer in zip(pred_fake[0] + pred_real[0], [f[:n] for f in old[0]] + [f[n:] for f in old[0]]):
+    expected = [f[:n] for f in old[0]] + [f[n:] for f in old[0]]
+    for new_layer, old_layer in zip(pred_fake[0] + pred_real[0], expected, strict=True):
         assert torch.equal(new_layer, old_layer)  # full-resolution D: bit for bit
 
 
