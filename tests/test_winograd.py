@@ -1,5 +1,5 @@
-"""Winograd F(2x2, 3x3) for the res blocks' 3x3 convolutions: the same convolution as F.conv2d (values and
-gradients), chosen by --conv_algorithm at inference, and the same pictures as direct convolutions."""
+"""Winograd F(2x2, 3x3) for the res blocks' 3x3 convolutions: the same convolution as F.conv2d, chosen by
+--conv_algorithm at inference (refused where gradients flow), and the same pictures as direct convolutions."""
 
 import numpy as np
 import pytest
