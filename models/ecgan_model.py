@@ -109,7 +109,6 @@ class ECGANModel(Pix2PixHDModel):
         self.gan_loss = GANLoss(opt.gan_mode)
         if not opt.no_vgg_loss:
             self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
-        self._joint_d_pass = opt.norm != "batch"
 
     def networks(self) -> dict[str, nn.Module]:
         nets = super().networks()
@@ -138,13 +137,10 @@ class ECGANModel(Pix2PixHDModel):
 
     # ----- training ---------------------------------------------------------------------------------------
     def discriminate_all(self, semantics: torch.Tensor, images: list[torch.Tensor]) -> list[Features]:
-        """D's outputs for each (semantics, image) pair, in one batched pass when the norm is per sample."""
-        pairs = [torch.cat([semantics, image.to(semantics.dtype)], dim=1) for image in images]
-        if not self._joint_d_pass:
-            return [self.run("D", pair) for pair in pairs]
-        both = self.run("D", torch.cat(pairs, dim=0))
-        n = semantics.shape[0]
-        return [[[f[k * n:(k + 1) * n] for f in scale] for scale in both] for k in range(len(images))]
+        """D's outputs for each (semantics, image) pair, one pass per pair, so G's terms back-propagate through
+        the fakes' passes only (not through the real pairs, as one stacked pass would). Each pair is built in its
+        image's dtype (under autocast a fake is already in the autocast dtype, which D's convolutions compute in)."""
+        return [self.run("D", torch.cat([semantics.to(image.dtype), image], dim=1)) for image in images]
 
     def _edge_image(self, edge: torch.Tensor) -> torch.Tensor:
         """A 1-channel edge map repeated to the image channels, so the same D and VGG judge it."""

@@ -179,10 +179,9 @@ class GHFeatModel(LayoutModel):
         fake, _ = self.reconstruct_encoded(batch, semantics, real)
         need_r1 = torch.is_grad_enabled() and opt.r1_gamma > 0
         real_in = real.detach().requires_grad_(True) if need_r1 else real
-        pairs = torch.cat([torch.cat([semantics, fake], 1), torch.cat([semantics, real_in], 1)], 0)
-        n = fake.shape[0]
-        logits = _final_outputs(self.run("D", pairs))
-        fake_logits, real_logits = [x[:n] for x in logits], [x[n:] for x in logits]
+        # two D passes, so the encoder's adversarial term back-propagates through the fake pair's only
+        fake_logits = _final_outputs(self.run("D", torch.cat([semantics.to(fake.dtype), fake], 1)))
+        real_logits = _final_outputs(self.run("D", torch.cat([semantics, real_in], 1)))
         g_losses = {
             "E_mse": F.mse_loss(fake, real) * opt.lambda_mse,
             "E_adv": torch.stack([F.softplus(-x).mean() for x in fake_logits]).sum() * opt.lambda_adv,

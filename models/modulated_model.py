@@ -84,7 +84,6 @@ class ModulatedModel(Pix2PixHDModel):
         self.gan_loss = GANLoss(opt.gan_mode)
         if not opt.no_vgg_loss:
             self.vgg_loss = VGGLoss(vgg if vgg is not None else VGG19Features.from_weights(opt.vgg_weights))
-        self._joint_d_pass = opt.norm != "batch"
 
     def networks(self) -> dict[str, nn.Module]:
         nets: dict[str, nn.Module] = {"G": self.netG, "E": self.netE}

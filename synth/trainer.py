@@ -1,8 +1,8 @@
 """The trainer owns everything around the model's losses: data order, optimizers, learning-rate schedule, mixed
 precision, checkpoints and exact resume, logging and the training web page.
 
-The hot path (``train_step``) runs G once, D once on the joint real/fake batch, then back-propagates the G terms
-into G's parameters only and the D terms into D's only; it reads no value back to the host (a non-finite loss is
+The hot path (``train_step``) runs G once, D once on the fake and once on the real pair, then back-propagates the G
+terms into G's parameters only and the D terms into D's only; it reads no value back to the host (a non-finite loss is
 noted on the device and read when losses are printed or a checkpoint is about to be written).
 
 Exact resume: every random draw of a step comes from torch's global generator, whose state the checkpoint holds;

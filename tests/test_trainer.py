@@ -151,12 +151,35 @@ def test_bf16_discriminator_input_is_built_in_bf16_with_the_same_outputs(demo_ro
         pred_fake, pred_real = model.discriminate(semantics, fake, real)
         hook.remove()
         # what D computed before: fp32 pairs, cast to bf16 by autocast at D's first convolution
-        old = model.netD(torch.cat([torch.cat([semantics, fake.float()], 1), torch.cat([semantics, real], 1)], 0))
-    assert seen == [torch.bfloat16]  # no fp32 copy of the [2B, C, H, W] input (nor of its gradient)
-    n = fake.shape[0]
-    expected = [f[:n] for f in old[0]] + [f[n:] for f in old[0]]
-    for new_layer, old_layer in zip(pred_fake[0] + pred_real[0], expected, strict=True):
+        old_fake = model.netD(torch.cat([semantics, fake.float()], 1))
+        old_real = model.netD(torch.cat([semantics, real], 1))
+    assert seen == [torch.bfloat16, torch.bfloat16]  # no fp32 copy of either pair (nor of its gradient)
+    for new_layer, old_layer in zip(pred_fake[0] + pred_real[0], old_fake[0] + old_real[0], strict=True):
         assert torch.equal(new_layer, old_layer)  # full-resolution D: bit for bit
+
+
+def test_generator_terms_back_propagate_through_the_fake_pass_only(demo_root, tmp_path):
+    """D sees the fake and the real pair in two passes of the batch's size; only the fake one carries G's graph,
+    so G's backward computes no gradient through the real pair (as one stacked pass of both made it do)."""
+    trainer = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path)))
+    model = trainer.model
+    batch = next(iter(trainer.loader))
+    calls = []
+    hook = model.netD.register_forward_pre_hook(lambda module, args: calls.append(
+        (args[0].shape[0], args[0].requires_grad)))
+    out = model.compute_losses(batch)
+    hook.remove()
+    n = batch["label"].shape[0]
+    assert calls == [(n, True), (n, False)]
+    semantics, real = model.encode_input(batch)
+    with torch.no_grad():
+        stacked = model.netD(torch.cat([torch.cat([semantics, out.fake], 1), torch.cat([semantics, real], 1)], 0))
+        pred_fake, pred_real = model.discriminate(semantics, out.fake, real)
+    for scale, (fake_scale, real_scale) in enumerate(zip(pred_fake, pred_real, strict=True)):
+        for layer, (f, r) in enumerate(zip(fake_scale, real_scale, strict=True)):
+            # instance norm is per sample: the same outputs as one stacked pass, to float rounding
+            torch.testing.assert_close(f, stacked[scale][layer][:n], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(r, stacked[scale][layer][n:], rtol=1e-5, atol=1e-5)
 
 
 def test_channels_last_gives_the_same_step(demo_root, tmp_path):
