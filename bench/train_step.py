@@ -38,6 +38,12 @@ OPTIONAL_CONFIGS: dict[str, tuple[str, list[str]]] = {
                                                    "--step_in_backward", "off"]),
     "bf16-fused-step-after": ("step_in_backward", ["--adam_impl", "fused", "--amp", "bf16",
                                                    "--step_in_backward", "off"]),
+    # the res blocks trained by differentiable Winograd (opt-in: it pays in fp32 where convolutions are bound by
+    # the CPU's arithmetic)
+    "fp32-fused-winograd": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "none", "--conv_algorithm",
+                                               "winograd"]),
+    "bf16-fused-winograd": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "bf16", "--conv_algorithm",
+                                               "winograd"]),
 }
 #: Included in the default run (compile is left out by default: its first steps take minutes on 2 cores).
 DEFAULT_OPTIONAL = ("fp32-fused-cl", "bf16-fused-cl")

@@ -52,6 +52,9 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
                    help="mixed precision (fp16 needs CUDA; auto: bf16 where the CPU or GPU has native bf16, else none)")
     g.add_argument("--channels_last", action="store_true", help="NHWC memory layout for the networks")
     g.add_argument("--compile", action="store_true", help="torch.compile the networks (slow first step)")
+    g.add_argument("--conv_algorithm", choices=("auto", "direct", "winograd"), default="auto",
+                   help="the wide res blocks' 3x3 convolutions on the CPU (auto: winograd for --amp bf16 inference, "
+                        "direct otherwise; winograd in training: transformed kernels at every step, pays in fp32)")
     g.add_argument("--verbose", action="store_true", help="print the networks")
     g.add_argument("--fp16", action="store_true", help="pix2pixHD spelling of --amp fp16")
     g.add_argument("--data_type", type=int, choices=(8, 16, 32), default=32,
@@ -176,8 +179,6 @@ def add_test_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--export_onnx", type=str, default=None, help="export the generator to this ONNX file and stop")
     g.add_argument("--onnx", type=str, default=None, help="synthesize through onnxruntime with this ONNX file")
     g.add_argument("--engine", type=str, default=None, help="synthesize through this TensorRT engine file")
-    g.add_argument("--conv_algorithm", choices=("auto", "direct", "winograd"), default="auto",
-                   help="the res blocks' 3x3 convolutions on the CPU (auto: winograd under --amp bf16, else direct)")
     g.add_argument("--use_encoded_image", action="store_true", help="features from the real image via the encoder")
     g.add_argument("--cluster_path", type=str, default=None,
                    help="feature clusters (default checkpoints/NAME/features_clustered_NNN.npz)")

@@ -37,11 +37,22 @@ def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
 
 def conv_algorithm(opt: argparse.Namespace) -> str:
     """``--conv_algorithm`` resolved: auto is winograd for bf16 inference on the CPU (1.3-1.5x faster there with
-    native bf16, docs/benchmarks.md) unless --compile; direct for fp32, whose Winograd kernels would cost 1.2 GB."""
+    native bf16, docs/benchmarks.md) unless --compile; direct for fp32 inference, whose Winograd kernels would cost
+    1.2 GB, and for training, where Winograd pays only on some CPUs and sizes and must be asked for."""
     if opt.conv_algorithm != "auto":
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
-    return "winograd" if cpu and opt.amp == "bf16" and not opt.compile else "direct"
+    training = getattr(opt, "isTrain", False)
+    return "winograd" if cpu and opt.amp == "bf16" and not opt.compile and not training else "direct"
+
+
+def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
+    """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd."""
+    if conv_algorithm(opt) != "winograd":
+        return
+    switched = sum(layer.use_winograd(training=True) for layer in model.modules() if isinstance(layer, Conv3x3))
+    if opt.verbose:
+        print(f"--conv_algorithm winograd: training {switched} res-block convolutions by Winograd")
 
 
 def prepare_networks(model: LayoutModel, opt: argparse.Namespace) -> None:

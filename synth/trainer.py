@@ -47,7 +47,7 @@ from synth.logger import NullLogger, RunLogger
 from synth.models.base_model import StepOutput
 from synth.models.pix2pixhd_model import generator_size_multiple
 from synth.options import options_to_dict, save_options
-from synth.runtime import autocast, prepare_networks
+from synth.runtime import autocast, prepare_networks, use_training_algorithm
 
 
 class NonFiniteError(SynthError):
@@ -202,6 +202,7 @@ class Trainer:
         random.seed(opt.seed)
         self.model = build_model(opt, for_training=True).to(self.device)
         prepare_networks(self.model, opt)
+        use_training_algorithm(self.model, opt)
         self._use_sample_weights()
         if opt.load_pretrain and resume_state is None:
             self._load_pretrained_global(opt.load_pretrain)

@@ -1,5 +1,6 @@
 """Winograd F(2x2, 3x3) for the res blocks' 3x3 convolutions: the same convolution as F.conv2d, chosen by
---conv_algorithm at inference (refused where gradients flow), and the same pictures as direct convolutions."""
+--conv_algorithm at inference (its fixed kernels refused where gradients flow) and, differentiable, in training;
+the same pictures and the same training steps as direct convolutions."""
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import synth.inference
 from synth.core.errors import OptionError
 from synth.models.networks import winograd
 from synth.models.networks.blocks import ResnetBlock
-from synth.models.networks.winograd import Conv3x3, transform_kernels, winograd_conv3x3
+from synth.models.networks.winograd import Conv3x3, WinogradConv3x3, transform_kernels, winograd_conv3x3
 from synth.options import parse_test_options, parse_train_options
 from synth.runtime import conv_algorithm
 from synth.trainer import Trainer
@@ -63,6 +64,57 @@ def test_conv3x3_runs_directly_until_switched_and_keeps_conv2d_state_dict_keys()
     assert isinstance(ResnetBlock(8).body[1], Conv3x3)
     with pytest.raises(RuntimeError, match="prepared for inference by use_winograd"):
         wide(x)  # with gradients on, the transformed kernels could go stale
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 6, 6), (1, 4, 3, 3), (3, 2, 8, 5)])
+def test_training_winograd_gives_the_values_and_gradients_of_a_direct_convolution(shape):
+    torch.manual_seed(4)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, shape[1], 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    ours, reference = WinogradConv3x3.apply(x, weight, bias), F.conv2d(x, weight, bias)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    grad_out = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad_out),
+                    torch.autograd.grad(reference, (x, weight, bias), grad_out), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    frozen = weight.detach()  # a frozen layer: only the input's gradient is computed
+    (grad_x,) = torch.autograd.grad(WinogradConv3x3.apply(x, frozen, None), x, grad_out)
+    torch.testing.assert_close(grad_x, torch.autograd.grad(F.conv2d(x, frozen), x, grad_out)[0], rtol=0, atol=1e-11)
+
+
+def test_training_winograd_under_bf16_autocast_computes_in_bf16_and_keeps_fp32_weight_gradients():
+    torch.manual_seed(5)
+    x = torch.randn(1, 32, 10, 10, requires_grad=True)
+    weight = (torch.randn(32, 32, 3, 3) / 17).requires_grad_(True)
+    exact = F.conv2d(x, weight)
+    exact_grads = torch.autograd.grad(exact.sum(), (x, weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = WinogradConv3x3.apply(x, weight, None)
+    assert ours.dtype == torch.bfloat16
+    grads = torch.autograd.grad(ours.float().sum(), (x, weight))
+    assert [g.dtype for g in grads] == [torch.float32, torch.float32]
+    for got, want in zip((ours, *grads), (exact, *exact_grads), strict=True):
+        assert (got.float() - want).abs().max() <= 2 ** -5 * want.abs().max()  # bf16's 8 bits, a few roundings
+
+
+def test_training_by_winograd_is_asked_for_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny res blocks are narrow: switch them all
+    train = ["--conv_algorithm", "winograd"]
+    assert conv_algorithm(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"])) == "direct"
+    direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
+    ours = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + train))
+    layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
+    assert layers and all(m.winograd_training and m.kernels is None for m in layers)
+    assert not any(m.winograd_training for m in direct.model.modules() if isinstance(m, Conv3x3))
+    batch = next(iter(direct.loader))
+    for _ in range(2):
+        a, b = direct.train_step(batch), ours.train_step(batch)
+        torch.testing.assert_close(b.fake, a.fake, rtol=1e-4, atol=1e-5)
+        for name, value in (a.g_losses | a.d_losses).items():
+            torch.testing.assert_close((b.g_losses | b.d_losses)[name], value, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # visuals and evaluation in a training run: no graph, same path
+        layers[0](torch.randn(1, layers[0].in_channels, 5, 5))
 
 
 def _test_opt(extra):

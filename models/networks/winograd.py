@@ -4,12 +4,12 @@ The same convolution as ``F.conv2d`` (to fp32 rounding), with 2.25x fewer multip
 overlapping 4x4 tiles, each tile and each 3x3 kernel are moved into a 4x4 transform domain, where the convolution
 becomes 16 independent matrix products [tiles x C] @ [C x K], and the products come back as 2x2 output tiles
 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016). On a CPU the res blocks of
-pix2pixHD's generator (1024 channels at 1/16 of the image) are the bulk of a step, and oneDNN's direct
-convolution is far from peak at their small spatial size; cuDNN already picks Winograd itself, so this is for CPU
-runs only, and for inference only: the kernels are transformed once, when the weights are final (a training step
-would have to transform them again after every update, which costs more than Winograd saves at these sizes).
-fp32 products run on oneDNN (``mkldnn_linear``: the default BLAS takes its slower generic path on
-some CPUs); bf16 ones on ``torch.matmul``, which already uses oneDNN.
+pix2pixHD's generator (1024 channels at 1/16 of the image) are the bulk of a step. cuDNN already picks Winograd
+itself, so this is for CPU runs only. For inference the kernels are transformed once, when the weights are final
+(``winograd_conv3x3``); for training (``WinogradConv3x3``, opt-in) they are transformed again at every call and
+backward runs the exact adjoints, which pays in fp32 at 16x32 and more where the CPU's convolutions are bound by
+its arithmetic (docs/benchmarks.md). fp32 inference products run on oneDNN (``mkldnn_linear``: the default BLAS
+takes its slower generic path on some CPUs); bf16 ones on ``torch.matmul``, which already uses oneDNN.
 """
 
 from __future__ import annotations
@@ -45,28 +45,97 @@ def _matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                         for i in range(a.shape[0])])
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` computes in here: the CPU autocast dtype when autocast is on."""
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+
+
+def _input_tiles(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """[B, C, H, W] -> the transformed 4x4 input tiles [16, P, C] (P = B x tiles), and (out_h, out_w, th, tw).
+    An odd output size is padded to whole tiles; the extra row / column is cut off later."""
+    batch, channels, height, width = x.shape
+    out_h, out_w = height - 2, width - 2
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    nhwc = x.to(dtype).permute(0, 2, 3, 1)
+    if out_h % 2 or out_w % 2:
+        nhwc = F.pad(nhwc, (0, 0, 0, out_w % 2, 0, out_h % 2))
+    windows = nhwc.unfold(1, 4, 2).unfold(2, 4, 2)  # [B, th, tw, C, 4 (row), 4 (col)]
+    windows = windows.permute(4, 5, 0, 1, 2, 3).reshape(16, -1)
+    tiles = torch.matmul(tile_matrix(INPUT_T, dtype), windows).view(16, batch * tiles_h * tiles_w, channels)
+    return tiles, (out_h, out_w, tiles_h, tiles_w)
+
+
+def _output_tiles(products: torch.Tensor, batch: int, sizes: tuple[int, int, int, int],
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """The products [16, P, K] back as the [B, K, out_h, out_w] output (channels-last memory), plus bias."""
+    out_h, out_w, tiles_h, tiles_w = sizes
+    out = torch.matmul(tile_matrix(OUTPUT_T, products.dtype), products.reshape(16, -1))  # [4 = 2x2, P * K]
+    out = out.view(2, 2, batch, tiles_h, tiles_w, -1).permute(2, 3, 0, 4, 1, 5)
+    out = out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return out[:, :out_h, :out_w].permute(0, 3, 1, 2)
+
+
 def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.conv2d(x, weight, bias)`` for a 3x3 kernel, stride 1, no padding, by F(2x2, 3x3), given
     ``kernels = transform_kernels(weight)``. Under CPU autocast it computes in the autocast dtype, as the
     convolution would; the result is in channels-last memory format."""
-    batch, channels, height, width = x.shape
-    out_h, out_w = height - 2, width - 2
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    dtype = _compute_dtype(x)
     with torch.autocast("cpu", enabled=False):
-        nhwc = x.to(dtype).permute(0, 2, 3, 1)
-        if out_h % 2 or out_w % 2:  # whole tiles only; the extra output row / column is cut off below
-            nhwc = F.pad(nhwc, (0, 0, 0, out_w % 2, 0, out_h % 2))
-        windows = nhwc.unfold(1, 4, 2).unfold(2, 4, 2)  # [B, th, tw, C, 4 (row), 4 (col)]
-        windows = windows.permute(4, 5, 0, 1, 2, 3).reshape(16, -1)
-        tiles = torch.matmul(tile_matrix(INPUT_T, dtype), windows).view(16, batch * tiles_h * tiles_w, channels)
+        tiles, sizes = _input_tiles(x, dtype)
         products = _matmul_nt(tiles, kernels.to(dtype))  # [16, P, K]
-        out = torch.matmul(tile_matrix(OUTPUT_T, dtype), products.reshape(16, -1))  # [4 = 2x2, P * K]
-        out = out.view(2, 2, batch, tiles_h, tiles_w, -1).permute(2, 3, 0, 4, 1, 5)
-        out = out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)
-        if bias is not None:
-            out = out + bias.to(dtype)
-        return out[:, :out_h, :out_w].permute(0, 3, 1, 2)
+        return _output_tiles(products, x.shape[0], sizes, bias)
+
+
+class WinogradConv3x3(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias)`` (3x3, stride 1, no padding) by F(2x2, 3x3), differentiable, for training: the
+    kernels are transformed from the current weight at every call, and backward is the exact adjoint of each step
+    (products by matrix products, the input gradient folded back from overlapping tiles, the weight gradient by
+    the kernel transform's transpose). Computes in the CPU autocast dtype when autocast is on; gradients come back
+    in the dtypes of ``x`` and ``weight``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        dtype = _compute_dtype(x)
+        with torch.autocast("cpu", enabled=False):
+            kernels = transform_kernels(weight).to(dtype)  # [16, K, C]
+            tiles, sizes = _input_tiles(x, dtype)  # [16, P, C]
+            out = _output_tiles(torch.matmul(tiles, kernels.transpose(1, 2)), x.shape[0], sizes, bias)
+        ctx.save_for_backward(tiles, kernels)
+        ctx.sizes, ctx.input_shape = sizes, x.shape
+        ctx.dtypes = (x.dtype, weight.dtype)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        tiles, kernels = ctx.saved_tensors
+        out_h, out_w, tiles_h, tiles_w = ctx.sizes
+        batch, channels, height, width = ctx.input_shape
+        dtype = tiles.dtype
+        grad = grad_out.to(dtype).permute(0, 2, 3, 1)  # [B, out_h, out_w, K]
+        if out_h % 2 or out_w % 2:
+            grad = F.pad(grad, (0, 0, 0, out_w % 2, 0, out_h % 2))
+        grad = grad.reshape(batch, tiles_h, 2, tiles_w, 2, -1).permute(2, 4, 0, 1, 3, 5).reshape(4, -1)
+        grad_products = torch.matmul(tile_matrix(OUTPUT_T, dtype).t(), grad).view(16, tiles.shape[1], -1)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_tiles = torch.matmul(grad_products, kernels)  # [16, P, C]
+            windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))  # [16 (4x4), P * C]
+            columns = windows.view(16, batch, tiles_h * tiles_w, channels).permute(1, 3, 0, 2)
+            padded = (2 * tiles_h + 2, 2 * tiles_w + 2)
+            grad_x = F.fold(columns.reshape(batch, channels * 16, -1), padded, kernel_size=4, stride=2)
+            grad_x = grad_x[:, :, :height, :width].to(ctx.dtypes[0])
+        if ctx.needs_input_grad[1]:
+            # [16, K, C]; the [P, K] products transposed into a contiguous copy first (faster than a strided bmm)
+            grad_kernels = torch.matmul(grad_products.transpose(1, 2).contiguous(), tiles)
+            acc = torch.promote_types(ctx.dtypes[1], torch.float32)
+            flat = torch.matmul(tile_matrix(KERNEL_T, acc).t(), grad_kernels.to(acc).view(16, -1))  # [9, K * C]
+            grad_weight = flat.t().reshape(grad_kernels.shape[1], channels, 3, 3).to(ctx.dtypes[1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum((0, 2, 3), dtype=torch.promote_types(ctx.dtypes[1], torch.float32))
+        return grad_x, grad_weight, grad_bias
 
 
 #: Winograd pays on layers at least this wide (measured on a 2-core AVX512-BF16 EPYC, bf16: 1024 channels at 8x16
@@ -77,26 +146,36 @@ MIN_CHANNELS = 512
 class Conv3x3(nn.Conv2d):
     """An ``nn.Conv2d`` 3x3, stride 1, no padding (the res blocks pad by reflection first) that can run by Winograd
     on the CPU; state-dict keys are those of nn.Conv2d. It runs directly unless ``use_winograd`` was called (the
-    runtime does so for ``--conv_algorithm``, ``synth.runtime.cast_for_inference``)."""
+    runtime does so for ``--conv_algorithm``: ``synth.runtime.cast_for_inference``, ``use_training_algorithm``)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size=3)
         self.kernels: torch.Tensor | None = None
+        self.winograd_training = False
 
-    def use_winograd(self) -> bool:
-        """Keep the weight transformed for Winograd (16/9 of its size, in its dtype) and run by it from now on, if
-        the layer is wide enough for it to pay (``MIN_CHANNELS``); for inference, once the weights are final (after
-        loading and any dtype cast). Returns whether it will."""
+    def use_winograd(self, training: bool = False) -> bool:
+        """Run by Winograd from now on, if the layer is wide enough for it to pay (``MIN_CHANNELS``). For inference
+        (once the weights are final: after loading and any dtype cast) the weight is transformed once and kept
+        (16/9 of its size, in its dtype); for ``training`` it is transformed at every call, differentiably
+        (``WinogradConv3x3``). Returns whether it will."""
         if min(self.in_channels, self.out_channels) < MIN_CHANNELS:
             return False
+        if training:
+            self.winograd_training = True
+            return True
         with torch.no_grad():
             self.kernels = transform_kernels(self.weight)  # exact coefficients; one rounding in bf16 too
         return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernels is None or x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
             return super().forward(x)
-        if torch.is_grad_enabled() and self.weight.requires_grad:
-            raise RuntimeError("Conv3x3: prepared for inference by use_winograd (its transformed kernels would not "
-                               "follow weight updates); run it under torch.inference_mode() or torch.no_grad()")
-        return winograd_conv3x3(x, self.kernels, self.bias)
+        if self.kernels is not None:
+            if torch.is_grad_enabled() and self.weight.requires_grad:
+                raise RuntimeError("Conv3x3: prepared for inference by use_winograd (its transformed kernels would "
+                                   "not follow weight updates); run it under torch.inference_mode() or "
+                                   "torch.no_grad(), or switch it with use_winograd(training=True)")
+            return winograd_conv3x3(x, self.kernels, self.bias)
+        if self.winograd_training:
+            return WinogradConv3x3.apply(x, self.weight, self.bias)
+        return super().forward(x)
