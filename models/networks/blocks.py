@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from synth.models.networks.norm import norm_layer
+from synth.models.networks.onehot_conv import OneHotConv2d
 from synth.models.networks.winograd import Conv3x3
 
 NormFactory = Callable[[int], nn.Module]
@@ -48,11 +49,13 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
-def input_stem(in_channels: int, out_channels: int, make_norm: NormFactory) -> nn.Sequential:
-    """The 7x7 reflection-padded input convolution: pad, conv7, norm, relu."""
+def input_stem(in_channels: int, out_channels: int, make_norm: NormFactory, label_channels: int = 0) -> nn.Sequential:
+    """The 7x7 reflection-padded input convolution: pad, conv7, norm, relu. With ``label_channels`` (the input's
+    leading one-hot channels) the convolution gathers their weights on the CPU (``OneHotConv2d``)."""
     return nn.Sequential(
         ReflectionPad2d(3),
-        nn.Conv2d(in_channels, out_channels, kernel_size=7),
+        OneHotConv2d(in_channels, out_channels, 7, label_channels) if label_channels
+        else nn.Conv2d(in_channels, out_channels, kernel_size=7),
         make_norm(out_channels),
         nn.ReLU(inplace=True),
     )

@@ -7,9 +7,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from synth.data.preprocess import effective_label_nc
 from synth.models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
 from synth.models.networks.norm import norm_layer
 from synth.models.registry import GENERATORS
+
+
+def one_hot_channels(opt: Any) -> int:
+    """How many leading channels of G's input are one-hot labels: label_nc (+1 don't-care); 0 for raw inputs."""
+    if not getattr(opt, "label_nc", 0):
+        return 0
+    return effective_label_nc(opt.label_nc, getattr(opt, "contain_dontcare_label", False))
 
 
 def dropout_of(opt: Any) -> float:
@@ -22,7 +30,8 @@ class GlobalGenerator(nn.Module):
     """stem -> down (n_downsampling stages) -> blocks (residual) -> up -> head; layer for layer pix2pixHD's.
 
     ``with_head=False`` leaves out the image head (an Identity), for the local enhancer that reuses the trunk.
-    Input height and width must be divisible by ``size_multiple``.
+    ``label_channels``: how many leading input channels are one-hot labels (the stem gathers their weights on the
+    CPU when they are). Input height and width must be divisible by ``size_multiple``.
     """
 
     def __init__(
@@ -36,12 +45,13 @@ class GlobalGenerator(nn.Module):
         *,
         with_head: bool = True,
         dropout: float = 0.0,
+        label_channels: int = 0,
     ) -> None:
         super().__init__()
         make_norm = norm_layer(norm)
         self.size_multiple = 2**n_downsampling
         width = ngf * 2**n_downsampling
-        self.stem = input_stem(input_nc, ngf, make_norm)
+        self.stem = input_stem(input_nc, ngf, make_norm, label_channels)
         self.down = nn.Sequential(*[downsample_stage(ngf * 2**i, make_norm) for i in range(n_downsampling)])
         self.blocks = nn.Sequential(*[ResnetBlock(width, norm, dropout) for _ in range(n_blocks)])
         self.up = nn.Sequential(*[upsample_stage(width // 2**i, make_norm) for i in range(n_downsampling)])
@@ -49,10 +59,11 @@ class GlobalGenerator(nn.Module):
 
     @classmethod
     def from_options(cls, opt: Any, input_nc: int) -> GlobalGenerator:
-        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc, use_dropout)."""
+        """Build from parsed options (ngf, n_downsample_global, n_blocks_global, norm, output_nc, use_dropout,
+        label_nc: the input's one-hot channels)."""
         return cls(
             input_nc, opt.output_nc, opt.ngf, opt.n_downsample_global, opt.n_blocks_global, opt.norm,
-            dropout=dropout_of(opt),
+            dropout=dropout_of(opt), label_channels=one_hot_channels(opt),
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

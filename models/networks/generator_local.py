@@ -10,7 +10,7 @@ from torch import nn
 
 from synth.core.errors import CheckpointError
 from synth.models.networks.blocks import ResnetBlock, downsample_stage, input_stem, output_head, upsample_stage
-from synth.models.networks.generator_global import GlobalGenerator, dropout_of
+from synth.models.networks.generator_global import GlobalGenerator, dropout_of, one_hot_channels
 from synth.models.networks.norm import norm_layer
 from synth.models.registry import GENERATORS
 
@@ -20,11 +20,11 @@ class EnhancerBranch(nn.Module):
 
     def __init__(
         self, input_nc: int, output_nc: int, width: int, n_blocks: int, norm: str, with_head: bool,
-        dropout: float = 0.0,
+        dropout: float = 0.0, label_channels: int = 0,
     ):
         super().__init__()
         make_norm = norm_layer(norm)
-        self.stem = input_stem(input_nc, width, make_norm)
+        self.stem = input_stem(input_nc, width, make_norm, label_channels)
         self.down = downsample_stage(width, make_norm)
         self.blocks = nn.Sequential(*[ResnetBlock(width * 2, norm, dropout) for _ in range(n_blocks)])
         self.up = upsample_stage(width * 2, make_norm)
@@ -38,7 +38,8 @@ class EnhancerBranch(nn.Module):
 class LocalEnhancer(nn.Module):
     """``global_net`` (a GlobalGenerator without head, ngf * 2**n_local_enhancers) plus ``enhancers[n]``.
 
-    The global part runs on the input average-pooled n_local_enhancers times; enhancer n adds one octave.
+    The global part runs on the input average-pooled n_local_enhancers times; enhancer n adds one octave. Only the
+    last enhancer sees the full-resolution input, whose ``label_channels`` leading channels are one-hot.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class LocalEnhancer(nn.Module):
         n_blocks_local: int = 3,
         norm: str = "instance",
         dropout: float = 0.0,
+        label_channels: int = 0,
     ) -> None:
         super().__init__()
         self.n_local_enhancers = n_local_enhancers
@@ -70,6 +72,7 @@ class LocalEnhancer(nn.Module):
                 norm,
                 with_head=n == n_local_enhancers,
                 dropout=dropout,
+                label_channels=label_channels if n == n_local_enhancers else 0,  # only the last sees the labels
             )
             for n in range(1, n_local_enhancers + 1)
         )
@@ -88,6 +91,7 @@ class LocalEnhancer(nn.Module):
             opt.n_blocks_local,
             opt.norm,
             dropout=dropout_of(opt),
+            label_channels=one_hot_channels(opt),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
