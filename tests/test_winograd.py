@@ -67,7 +67,9 @@ def test_conv3x3_runs_directly_until_switched_and_keeps_conv2d_state_dict_keys()
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 6, 6), (1, 4, 3, 3), (3, 2, 8, 5)])
-def test_training_winograd_gives_the_values_and_gradients_of_a_direct_convolution(shape):
+@pytest.mark.parametrize("kernel_block", [256, 4])  # 6 output channels in one block, or in blocks of 4 and 2
+def test_training_winograd_gives_the_values_and_gradients_of_a_direct_convolution(shape, kernel_block, monkeypatch):
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK", kernel_block)
     torch.manual_seed(4)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(6, shape[1], 3, 3, dtype=torch.float64, requires_grad=True)

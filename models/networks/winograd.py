@@ -14,6 +14,8 @@ takes its slower generic path on some CPUs); bf16 ones on ``torch.matmul``, whic
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,21 +90,37 @@ def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor 
         return _output_tiles(products, x.shape[0], sizes, bias)
 
 
+#: Output channels whose kernels are transformed at a time in training (16 x 256 x 1024 fp32: 17 MB of a layer's
+#: 67 MB), so a step's peak memory holds no whole layer of transformed kernels.
+KERNEL_BLOCK = 256
+
+
+def _kernel_blocks(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[torch.Tensor]:
+    """``transform_kernels`` of ``weight`` block by block of ``KERNEL_BLOCK`` output channels, in ``dtype``."""
+    for start in range(0, weight.shape[0], KERNEL_BLOCK):
+        yield transform_kernels(weight[start:start + KERNEL_BLOCK]).to(dtype)
+
+
 class WinogradConv3x3(torch.autograd.Function):
     """``F.conv2d(x, weight, bias)`` (3x3, stride 1, no padding) by F(2x2, 3x3), differentiable, for training: the
     kernels are transformed from the current weight at every call, and backward is the exact adjoint of each step
     (products by matrix products, the input gradient folded back from overlapping tiles, the weight gradient by
     the kernel transform's transpose). Computes in the CPU autocast dtype when autocast is on; gradients come back
-    in the dtypes of ``x`` and ``weight``."""
+    in the dtypes of ``x`` and ``weight``. Saves the input tiles and the weight, as a direct convolution saves its
+    input and weight."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         dtype = _compute_dtype(x)
         with torch.autocast("cpu", enabled=False):
-            kernels = transform_kernels(weight).to(dtype)  # [16, K, C]
             tiles, sizes = _input_tiles(x, dtype)  # [16, P, C]
-            out = _output_tiles(torch.matmul(tiles, kernels.transpose(1, 2)), x.shape[0], sizes, bias)
-        ctx.save_for_backward(tiles, kernels)
+            products = torch.cat([torch.matmul(tiles, kernels.transpose(1, 2))
+                                  for kernels in _kernel_blocks(weight, dtype)], dim=2)  # [16, P, K]
+            out = _output_tiles(products, x.shape[0], sizes, bias)
+        # The kernels are transformed again in backward rather than kept (16/9 of each layer's weight per step
+        # would add 1.2 GB to a pix2pixHD step's peak; one more transform costs a few ms per layer), and block by
+        # block of output channels, so no whole layer's transformed kernels exist at once.
+        ctx.save_for_backward(tiles, weight)
         ctx.sizes, ctx.input_shape = sizes, x.shape
         ctx.dtypes = (x.dtype, weight.dtype)
         ctx.has_bias = bias is not None
@@ -110,7 +128,7 @@ class WinogradConv3x3(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        tiles, kernels = ctx.saved_tensors
+        tiles, weight = ctx.saved_tensors
         out_h, out_w, tiles_h, tiles_w = ctx.sizes
         batch, channels, height, width = ctx.input_shape
         dtype = tiles.dtype
@@ -121,18 +139,27 @@ class WinogradConv3x3(torch.autograd.Function):
         grad_products = torch.matmul(tile_matrix(OUTPUT_T, dtype).t(), grad).view(16, tiles.shape[1], -1)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_tiles = torch.matmul(grad_products, kernels)  # [16, P, C]
+            grad_tiles = None  # [16, P, C], summed over the blocks of output channels
+            for start, kernels in zip(range(0, weight.shape[0], KERNEL_BLOCK), _kernel_blocks(weight, dtype),
+                                      strict=True):
+                part = torch.matmul(grad_products[:, :, start:start + KERNEL_BLOCK], kernels)
+                grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
             windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))  # [16 (4x4), P * C]
             columns = windows.view(16, batch, tiles_h * tiles_w, channels).permute(1, 3, 0, 2)
             padded = (2 * tiles_h + 2, 2 * tiles_w + 2)
             grad_x = F.fold(columns.reshape(batch, channels * 16, -1), padded, kernel_size=4, stride=2)
             grad_x = grad_x[:, :, :height, :width].to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
-            # [16, K, C]; the [P, K] products transposed into a contiguous copy first (faster than a strided bmm)
-            grad_kernels = torch.matmul(grad_products.transpose(1, 2).contiguous(), tiles)
             acc = torch.promote_types(ctx.dtypes[1], torch.float32)
-            flat = torch.matmul(tile_matrix(KERNEL_T, acc).t(), grad_kernels.to(acc).view(16, -1))  # [9, K * C]
-            grad_weight = flat.t().reshape(grad_kernels.shape[1], channels, 3, 3).to(ctx.dtypes[1])
+            adjoint = tile_matrix(KERNEL_T, acc).t()  # [9, 16]
+            # the [P, K] products transposed into a contiguous copy first (faster than a strided bmm)
+            by_channel = grad_products.transpose(1, 2).contiguous()  # [16, K, P]
+            grad_weight = torch.empty_like(weight, dtype=acc)
+            for start in range(0, weight.shape[0], KERNEL_BLOCK):
+                block = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK], tiles).to(acc)  # [16, k, C]
+                flat = torch.matmul(adjoint, block.view(16, -1))  # [9, k * C]
+                grad_weight[start:start + KERNEL_BLOCK] = flat.t().reshape(block.shape[1], channels, 3, 3)
+            grad_weight = grad_weight.to(ctx.dtypes[1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum((0, 2, 3), dtype=torch.promote_types(ctx.dtypes[1], torch.float32))
         return grad_x, grad_weight, grad_bias
