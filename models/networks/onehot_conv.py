@@ -72,17 +72,19 @@ class OneHotConvFunction(torch.autograd.Function):
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         batch, _, height, width = x.shape
         kh, kw = weight.shape[2:]
-        acc = torch.promote_types(dtype, torch.float32)  # bf16 outputs are summed in fp32 first
+        # As the convolution under autocast: weights rounded to the compute dtype, products summed in fp32 or wider,
+        # one rounding of the output (so bf16 weights kept for inference give what autocast gives).
+        acc = torch.promote_types(dtype, torch.float32)
         with torch.autocast("cpu", enabled=False):
-            table = _gather_table(weight, n_labels).to(acc)
+            table = _gather_table(weight.to(dtype), n_labels).to(acc)
             out_h, out_w = height - kh + 1, width - kw + 1
             if x.shape[1] > n_labels:  # the other channels directly (with the bias)
-                out = F.conv2d(x[:, n_labels:].to(acc), weight[:, n_labels:].to(acc),
-                               None if bias is None else bias.to(acc))
+                out = F.conv2d(x[:, n_labels:].to(dtype).to(acc), weight[:, n_labels:].to(dtype).to(acc),
+                               None if bias is None else bias.to(dtype).to(acc))
             else:
                 out = torch.zeros(batch, weight.shape[0], out_h, out_w, dtype=acc, device=x.device)
                 if bias is not None:
-                    out += bias.to(acc).view(1, -1, 1, 1)
+                    out += bias.to(dtype).to(acc).view(1, -1, 1, 1)
             _add_gathered(out, ids, table, n_labels)
         ctx.save_for_backward(x, weight)
         ctx.compute_dtype, ctx.has_bias = dtype, bias is not None
