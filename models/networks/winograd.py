@@ -95,10 +95,11 @@ def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor 
 KERNEL_BLOCK = 256
 
 
-def _kernel_blocks(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[torch.Tensor]:
-    """``transform_kernels`` of ``weight`` block by block of ``KERNEL_BLOCK`` output channels, in ``dtype``."""
+def _kernel_blocks(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first output channel, ``transform_kernels`` of the block) for blocks of ``KERNEL_BLOCK`` output channels of
+    ``weight``, in ``dtype``."""
     for start in range(0, weight.shape[0], KERNEL_BLOCK):
-        yield transform_kernels(weight[start:start + KERNEL_BLOCK]).to(dtype)
+        yield start, transform_kernels(weight[start:start + KERNEL_BLOCK]).to(dtype)
 
 
 class WinogradConv3x3(torch.autograd.Function):
@@ -115,7 +116,7 @@ class WinogradConv3x3(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             tiles, sizes = _input_tiles(x, dtype)  # [16, P, C]
             products = torch.cat([torch.matmul(tiles, kernels.transpose(1, 2))
-                                  for kernels in _kernel_blocks(weight, dtype)], dim=2)  # [16, P, K]
+                                  for _, kernels in _kernel_blocks(weight, dtype)], dim=2)  # [16, P, K]
             out = _output_tiles(products, x.shape[0], sizes, bias)
         # The kernels are transformed again in backward rather than kept (16/9 of each layer's weight per step
         # would add 1.2 GB to a pix2pixHD step's peak; one more transform costs a few ms per layer), and block by
@@ -140,8 +141,7 @@ class WinogradConv3x3(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_tiles = None  # [16, P, C], summed over the blocks of output channels
-            for start, kernels in zip(range(0, weight.shape[0], KERNEL_BLOCK), _kernel_blocks(weight, dtype),
-                                      strict=True):
+            for start, kernels in _kernel_blocks(weight, dtype):
                 part = torch.matmul(grad_products[:, :, start:start + KERNEL_BLOCK], kernels)
                 grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
             windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))  # [16 (4x4), P * C]
