@@ -100,6 +100,35 @@ def test_training_winograd_under_bf16_autocast_computes_in_bf16_and_keeps_fp32_w
         assert (got.float() - want).abs().max() <= 2 ** -5 * want.abs().max()  # bf16's 8 bits, a few roundings
 
 
+@pytest.mark.parametrize("kernel_block", [256, 12])  # one block, or blocks of 12, 12 and 8 output channels
+def test_bf16_training_keeps_the_forward_kernels_for_backward_and_fp32_transforms_them_again(kernel_block,
+                                                                                              monkeypatch):
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK", kernel_block)
+    calls = []
+    transform = winograd.transform_kernels
+    monkeypatch.setattr(winograd, "transform_kernels", lambda weight: calls.append(weight.dtype) or transform(weight))
+    torch.manual_seed(6)
+    x = torch.randn(1, 16, 9, 11, requires_grad=True)
+    weight = (torch.randn(32, 16, 3, 3) / 12).requires_grad_(True)
+    blocks = -(-32 // kernel_block)
+
+    def step(bf16: bool) -> list[torch.Tensor]:
+        calls.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = WinogradConv3x3.apply(x, weight, None)
+        return [out, *torch.autograd.grad(out.float().square().sum(), (x, weight))]
+
+    kept = step(bf16=True)
+    assert calls == [torch.bfloat16] * blocks  # forward only: transformed from the bf16-cast weight, kept
+    step(bf16=False)
+    assert calls == [torch.float32] * (2 * blocks)  # forward, and again in backward
+    monkeypatch.setattr(winograd, "_keeps_kernels", lambda dtype: False)
+    again = step(bf16=True)
+    assert calls == [torch.bfloat16] * (2 * blocks)
+    for a, b in zip(kept, again, strict=True):
+        assert torch.equal(a, b)  # keeping them changes no value
+
+
 def test_training_by_winograd_is_asked_for_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny res blocks are narrow: switch them all
     train = ["--conv_algorithm", "winograd"]

@@ -97,9 +97,30 @@ KERNEL_BLOCK = 256
 
 def _kernel_blocks(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor]]:
     """(first output channel, ``transform_kernels`` of the block) for blocks of ``KERNEL_BLOCK`` output channels of
-    ``weight``, in ``dtype``."""
+    ``weight``, in ``dtype``. The weight is cast first, as autocast's convolution casts it, and transformed in
+    ``dtype`` (products summed in fp32, one rounding): a bf16 block costs half the memory traffic of an fp32
+    transform followed by a cast, the largest cost of a bf16 layer after its products."""
     for start in range(0, weight.shape[0], KERNEL_BLOCK):
-        yield start, transform_kernels(weight[start:start + KERNEL_BLOCK]).to(dtype)
+        yield start, transform_kernels(weight[start:start + KERNEL_BLOCK].to(dtype))
+
+
+def _keeps_kernels(dtype: torch.dtype) -> bool:
+    """Whether training keeps a layer's transformed kernels from forward for backward: in 16-bit dtypes (16/9 of
+    the weight in bf16, 32 MB for a 1024-wide layer, 0.6 GB for pix2pixHD's 18, which leaves a step's peak under
+    the reference's); in fp32 (1.2 GB) they are transformed again."""
+    return dtype.itemsize <= 2
+
+
+def _fold_tiles(windows: torch.Tensor, batch: int, tiles_h: int, tiles_w: int) -> torch.Tensor:
+    """[16 (4x4), P * C] gradients of the overlapping 4x4 input tiles -> [B, C, 2 th + 2, 2 tw + 2] (channels-last
+    memory), overlaps summed: each 4x4 tile is 2x2 blocks of 2x2 pixels, block (a, b) of tile (y, x) on block
+    (y + a, x + b) of the image, so four strided adds do it (F.fold took 8 times as long)."""
+    blocks = windows.view(2, 2, 2, 2, batch, tiles_h, tiles_w, -1).permute(0, 2, 4, 5, 1, 6, 3, 7)
+    out = windows.new_zeros(batch, tiles_h + 1, 2, tiles_w + 1, 2, blocks.shape[-1])
+    for a in range(2):
+        for b in range(2):
+            out[:, a:a + tiles_h, :, b:b + tiles_w] += blocks[a, b]
+    return out.view(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, -1).permute(0, 3, 1, 2)
 
 
 class WinogradConv3x3(torch.autograd.Function):
@@ -115,13 +136,14 @@ class WinogradConv3x3(torch.autograd.Function):
         dtype = _compute_dtype(x)
         with torch.autocast("cpu", enabled=False):
             tiles, sizes = _input_tiles(x, dtype)  # [16, P, C]
+            blocks = list(_kernel_blocks(weight, dtype)) if _keeps_kernels(dtype) else None
             products = torch.cat([torch.matmul(tiles, kernels.transpose(1, 2))
-                                  for _, kernels in _kernel_blocks(weight, dtype)], dim=2)  # [16, P, K]
+                                  for _, kernels in blocks or _kernel_blocks(weight, dtype)], dim=2)  # [16, P, K]
             out = _output_tiles(products, x.shape[0], sizes, bias)
-        # The kernels are transformed again in backward rather than kept (16/9 of each layer's weight per step
-        # would add 1.2 GB to a pix2pixHD step's peak; one more transform costs a few ms per layer), and block by
+        # In fp32 the kernels are transformed again in backward rather than kept (16/9 of each layer's weight per
+        # step would add 1.2 GB to a pix2pixHD step's peak; one more transform costs ~9 ms per layer), and block by
         # block of output channels, so no whole layer's transformed kernels exist at once.
-        ctx.save_for_backward(tiles, weight)
+        ctx.save_for_backward(tiles, weight, *(kernels for _, kernels in blocks or ()))
         ctx.sizes, ctx.input_shape = sizes, x.shape
         ctx.dtypes = (x.dtype, weight.dtype)
         ctx.has_bias = bias is not None
@@ -129,7 +151,7 @@ class WinogradConv3x3(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        tiles, weight = ctx.saved_tensors
+        tiles, weight, *kept = ctx.saved_tensors
         out_h, out_w, tiles_h, tiles_w = ctx.sizes
         batch, channels, height, width = ctx.input_shape
         dtype = tiles.dtype
@@ -141,25 +163,23 @@ class WinogradConv3x3(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_tiles = None  # [16, P, C], summed over the blocks of output channels
-            for start, kernels in _kernel_blocks(weight, dtype):
+            starts = range(0, weight.shape[0], KERNEL_BLOCK)
+            for start, kernels in zip(starts, kept, strict=True) if kept else _kernel_blocks(weight, dtype):
                 part = torch.matmul(grad_products[:, :, start:start + KERNEL_BLOCK], kernels)
                 grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
             windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))  # [16 (4x4), P * C]
-            columns = windows.view(16, batch, tiles_h * tiles_w, channels).permute(1, 3, 0, 2)
-            padded = (2 * tiles_h + 2, 2 * tiles_w + 2)
-            grad_x = F.fold(columns.reshape(batch, channels * 16, -1), padded, kernel_size=4, stride=2)
-            grad_x = grad_x[:, :, :height, :width].to(ctx.dtypes[0])
+            grad_x = _fold_tiles(windows, batch, tiles_h, tiles_w)[:, :, :height, :width].to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
-            acc = torch.promote_types(ctx.dtypes[1], torch.float32)
-            adjoint = tile_matrix(KERNEL_T, acc).t()  # [9, 16]
+            # In the compute dtype throughout, as autocast's convolution gives a bf16 weight gradient (products
+            # summed in fp32, rounded once per matrix product), then written in the weight's dtype.
+            adjoint = tile_matrix(KERNEL_T, dtype).t()  # [9, 16]
             # the [P, K] products transposed into a contiguous copy first (faster than a strided bmm)
             by_channel = grad_products.transpose(1, 2).contiguous()  # [16, K, P]
-            grad_weight = torch.empty_like(weight, dtype=acc)
+            grad_weight = torch.empty_like(weight, dtype=ctx.dtypes[1])
             for start in range(0, weight.shape[0], KERNEL_BLOCK):
-                block = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK], tiles).to(acc)  # [16, k, C]
+                block = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK], tiles)  # [16, k, C]
                 flat = torch.matmul(adjoint, block.view(16, -1))  # [9, k * C]
                 grad_weight[start:start + KERNEL_BLOCK] = flat.t().reshape(block.shape[1], channels, 3, 3)
-            grad_weight = grad_weight.to(ctx.dtypes[1])
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum((0, 2, 3), dtype=torch.promote_types(ctx.dtypes[1], torch.float32))
         return grad_x, grad_weight, grad_bias
