@@ -36,18 +36,19 @@ def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
 
 
 def conv_algorithm(opt: argparse.Namespace) -> str:
-    """``--conv_algorithm`` resolved: auto is winograd for bf16 inference on the CPU (1.3-1.5x faster there with
-    native bf16, docs/benchmarks.md) unless --compile; direct for fp32 inference, whose Winograd kernels would cost
-    1.2 GB, and for training, where Winograd pays only on some CPUs and sizes and must be asked for."""
+    """``--conv_algorithm`` resolved: auto is winograd under bf16 on the CPU unless --compile (with native bf16,
+    inference 1.3-1.5x faster, a pix2pixHD training step 1.14x at 512x256 and level at 256x128;
+    docs/benchmarks.md); direct in fp32, where inference's Winograd kernels would cost 1.2 GB and training pays
+    only at 512x256 and above, so it is asked for."""
     if opt.conv_algorithm != "auto":
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
-    training = getattr(opt, "isTrain", False)
-    return "winograd" if cpu and opt.amp == "bf16" and not opt.compile and not training else "direct"
+    return "winograd" if cpu and opt.amp == "bf16" and not opt.compile else "direct"
 
 
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
-    """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd."""
+    """Under ``--conv_algorithm winograd`` (or auto under bf16 on the CPU), train the wide res-block convolutions
+    by differentiable Winograd."""
     if conv_algorithm(opt) != "winograd":
         return
     switched = sum(layer.use_winograd(training=True) for layer in model.modules() if isinstance(layer, Conv3x3))

@@ -129,10 +129,11 @@ def test_bf16_training_keeps_the_forward_kernels_for_backward_and_fp32_transform
         assert torch.equal(a, b)  # keeping them changes no value
 
 
-def test_training_by_winograd_is_asked_for_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
+def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny res blocks are narrow: switch them all
     train = ["--conv_algorithm", "winograd"]
-    assert conv_algorithm(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"])) == "direct"
+    bf16 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]))
+    assert all(m.winograd_training for m in bf16.model.modules() if isinstance(m, Conv3x3))  # auto under bf16
     direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
     ours = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + train))
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
@@ -152,8 +153,15 @@ def _test_opt(extra):
     return parse_test_options(["--dataroot", ".", "--device", "cpu", *extra])
 
 
+def _train_opt(extra):
+    return parse_train_options(["--dataroot", ".", "--device", "cpu", *extra])
+
+
 def test_auto_chooses_winograd_for_bf16_on_the_cpu_only():
     assert conv_algorithm(_test_opt(["--amp", "bf16"])) == "winograd"
+    assert conv_algorithm(_train_opt(["--amp", "bf16"])) == "winograd"  # training too
+    assert conv_algorithm(_train_opt([])) == "direct"  # fp32 training asks for it
+    assert conv_algorithm(_train_opt(["--amp", "bf16", "--conv_algorithm", "direct"])) == "direct"
     assert conv_algorithm(_test_opt([])) == "direct"
     assert conv_algorithm(_test_opt(["--amp", "bf16", "--compile"])) == "direct"
     assert conv_algorithm(_test_opt(["--amp", "bf16", "--conv_algorithm", "direct"])) == "direct"
