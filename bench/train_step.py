@@ -39,7 +39,8 @@ OPTIONAL_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "bf16-fused-step-after": ("step_in_backward", ["--adam_impl", "fused", "--amp", "bf16",
                                                    "--step_in_backward", "off"]),
     # the res blocks trained by differentiable Winograd: asked for in fp32 (it pays at 512x256 and above); under
-    # bf16 it is what auto chooses on the CPU, so bf16-fused runs it and bf16-fused-direct measures without it
+    # bf16 auto chooses it on the CPU where the res blocks' maps are 16x32 or more, so bf16-fused runs it at
+    # 512x256, bf16-fused-winograd at every size, bf16-fused-direct never
     "fp32-fused-winograd": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "none", "--conv_algorithm",
                                                "winograd"]),
     "bf16-fused-winograd": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "bf16", "--conv_algorithm",

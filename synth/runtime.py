@@ -8,7 +8,7 @@ import contextlib
 import torch
 
 from synth.models.base_model import LayoutModel
-from synth.models.networks.winograd import Conv3x3
+from synth.models.networks.winograd import AUTO_TRAINING_MIN_PIXELS, Conv3x3
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -37,9 +37,10 @@ def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
 
 def conv_algorithm(opt: argparse.Namespace) -> str:
     """``--conv_algorithm`` resolved: auto is winograd under bf16 on the CPU unless --compile (with native bf16,
-    inference 1.3-1.5x faster, a pix2pixHD training step 1.14x at 512x256 and level at 256x128;
-    docs/benchmarks.md); direct in fp32, where inference's Winograd kernels would cost 1.2 GB and training pays
-    only at 512x256 and above, so it is asked for."""
+    inference 1.3-1.5x faster; a pix2pixHD training step 1.17x at 512x256, where the res blocks' maps are large
+    enough, and training takes it only on such maps: ``use_training_algorithm``; docs/benchmarks.md); direct in
+    fp32, where inference's Winograd kernels would cost 1.2 GB and training pays only at 512x256 and above, so it
+    is asked for."""
     if opt.conv_algorithm != "auto":
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
@@ -47,11 +48,13 @@ def conv_algorithm(opt: argparse.Namespace) -> str:
 
 
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
-    """Under ``--conv_algorithm winograd`` (or auto under bf16 on the CPU), train the wide res-block convolutions
-    by differentiable Winograd."""
+    """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
+    auto (bf16 on the CPU) only on maps of ``AUTO_TRAINING_MIN_PIXELS`` or more, where it pays."""
     if conv_algorithm(opt) != "winograd":
         return
-    switched = sum(layer.use_winograd(training=True) for layer in model.modules() if isinstance(layer, Conv3x3))
+    min_pixels = AUTO_TRAINING_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
+    switched = sum(layer.use_winograd(training=True, min_pixels=min_pixels)
+                   for layer in model.modules() if isinstance(layer, Conv3x3))
     if opt.verbose:
         print(f"--conv_algorithm winograd: training {switched} res-block convolutions by Winograd")
 

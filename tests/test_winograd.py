@@ -133,11 +133,13 @@ def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(dem
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny res blocks are narrow: switch them all
     train = ["--conv_algorithm", "winograd"]
     bf16 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]))
-    assert all(m.winograd_training for m in bf16.model.modules() if isinstance(m, Conv3x3))  # auto under bf16
+    auto = [m for m in bf16.model.modules() if isinstance(m, Conv3x3)]  # auto under bf16: on large maps only
+    assert auto and all(m.winograd_training and m.training_min_pixels == winograd.AUTO_TRAINING_MIN_PIXELS
+                        for m in auto)
     direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
     ours = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + train))
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
-    assert layers and all(m.winograd_training and m.kernels is None for m in layers)
+    assert layers and all(m.winograd_training and m.kernels is None and m.training_min_pixels == 0 for m in layers)
     assert not any(m.winograd_training for m in direct.model.modules() if isinstance(m, Conv3x3))
     batch = next(iter(direct.loader))
     for _ in range(2):
@@ -147,6 +149,16 @@ def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(dem
             torch.testing.assert_close((b.g_losses | b.d_losses)[name], value, rtol=1e-4, atol=1e-5)
     with torch.no_grad():  # visuals and evaluation in a training run: no graph, same path
         layers[0](torch.randn(1, layers[0].in_channels, 5, 5))
+
+
+def test_auto_training_winograd_takes_large_maps_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(WinogradConv3x3, "apply", lambda *args: calls.append(args[0].shape) or F.conv2d(*args))
+    layer = Conv3x3(512, 512)
+    layer.use_winograd(training=True, min_pixels=512)
+    for shape in [(1, 512, 10, 18), (1, 512, 18, 34), (4, 512, 10, 18)]:  # 8x16, 16x32, 4 x 8x16 outputs
+        layer(torch.randn(*shape)).sum().backward()
+    assert calls == [(1, 512, 18, 34), (4, 512, 10, 18)]
 
 
 def _test_opt(extra):

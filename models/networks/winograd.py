@@ -185,6 +185,11 @@ class WinogradConv3x3(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
+#: Under ``--conv_algorithm auto`` (bf16) training runs by Winograd only on calls with at least this many output
+#: pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there took 3.12 s
+#: against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15 (docs/benchmarks.md).
+AUTO_TRAINING_MIN_PIXELS = 512
+
 #: Winograd pays on layers at least this wide (measured on a 2-core AVX512-BF16 EPYC, bf16: 1024 channels at 8x16
 #: 1.45x, 512 at 32x64 1.24x, 256 at 64x128 0.38x; docs/benchmarks.md): pix2pixHD's 1024-wide res blocks.
 MIN_CHANNELS = 512
@@ -199,16 +204,18 @@ class Conv3x3(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size=3)
         self.kernels: torch.Tensor | None = None
         self.winograd_training = False
+        self.training_min_pixels = 0
 
-    def use_winograd(self, training: bool = False) -> bool:
+    def use_winograd(self, training: bool = False, min_pixels: int = 0) -> bool:
         """Run by Winograd from now on, if the layer is wide enough for it to pay (``MIN_CHANNELS``). For inference
         (once the weights are final: after loading and any dtype cast) the weight is transformed once and kept
         (16/9 of its size, in its dtype); for ``training`` it is transformed at every call, differentiably
-        (``WinogradConv3x3``). Returns whether it will."""
+        (``WinogradConv3x3``), on calls with at least ``min_pixels`` output pixels (smaller ones run directly).
+        Returns whether it will."""
         if min(self.in_channels, self.out_channels) < MIN_CHANNELS:
             return False
         if training:
-            self.winograd_training = True
+            self.winograd_training, self.training_min_pixels = True, min_pixels
             return True
         with torch.no_grad():
             self.kernels = transform_kernels(self.weight)  # exact coefficients; one rounding in bf16 too
@@ -223,6 +230,6 @@ class Conv3x3(nn.Conv2d):
                                    "not follow weight updates); run it under torch.inference_mode() or "
                                    "torch.no_grad(), or switch it with use_winograd(training=True)")
             return winograd_conv3x3(x, self.kernels, self.bias)
-        if self.winograd_training:
+        if self.winograd_training and x.shape[0] * (x.shape[2] - 2) * (x.shape[3] - 2) >= self.training_min_pixels:
             return WinogradConv3x3.apply(x, self.weight, self.bias)
         return super().forward(x)
