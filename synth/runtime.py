@@ -38,7 +38,8 @@ def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
 def conv_algorithm(opt: argparse.Namespace) -> str:
     """``--conv_algorithm`` resolved: auto is winograd under bf16 on the CPU unless --compile (with native bf16,
     inference 1.3-1.5x faster; a pix2pixHD training step 1.17x at 512x256, where the res blocks' maps are large
-    enough, and training takes it only on such maps: ``use_training_algorithm``; docs/benchmarks.md); direct in
+    enough, and training takes it only on such maps and without AMX: ``use_training_algorithm``;
+    docs/benchmarks.md); direct in
     fp32, where inference's Winograd kernels would cost 1.2 GB and training pays only at 512x256 and above, so it
     is asked for."""
     if opt.conv_algorithm != "auto":
@@ -47,10 +48,22 @@ def conv_algorithm(opt: argparse.Namespace) -> str:
     return "winograd" if cpu and opt.amp == "bf16" and not opt.compile else "direct"
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), where oneDNN's direct bf16 convolutions
+    train faster than the differentiable Winograd (docs/benchmarks.md)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
-    auto (bf16 on the CPU) only on maps of ``AUTO_TRAINING_MIN_PIXELS`` or more, where it pays."""
+    auto (bf16 on the CPU) only on maps of ``AUTO_TRAINING_MIN_PIXELS`` or more, where it pays, and not on a CPU
+    with AMX, where the direct convolutions are faster."""
     if conv_algorithm(opt) != "winograd":
+        return
+    if opt.conv_algorithm == "auto" and cpu_has_amx():
+        if opt.verbose:
+            print("--conv_algorithm auto: AMX present, training the res-block convolutions directly")
         return
     min_pixels = AUTO_TRAINING_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
     switched = sum(layer.use_winograd(training=True, min_pixels=min_pixels)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import synth.inference
+from synth import runtime
 from synth.core.errors import OptionError
 from synth.models.networks import winograd
 from synth.models.networks.blocks import ResnetBlock
@@ -129,8 +130,20 @@ def test_bf16_training_keeps_the_forward_kernels_for_backward_and_fp32_transform
         assert torch.equal(a, b)  # keeping them changes no value
 
 
+def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(demo_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
+    bf16 = tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]
+    auto = [m for m in Trainer(parse_train_options(bf16)).model.modules() if isinstance(m, Conv3x3)]
+    assert auto and not any(m.winograd_training for m in auto)
+    asked = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "winograd", "--name", "asked"]))
+    layers = [m for m in asked.model.modules() if isinstance(m, Conv3x3)]
+    assert layers and all(m.winograd_training and m.training_min_pixels == 0 for m in layers)
+
+
 def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny res blocks are narrow: switch them all
+    monkeypatch.setattr(runtime, "cpu_has_amx", lambda: False)  # auto's choice on an AVX512-BF16 CPU
     train = ["--conv_algorithm", "winograd"]
     bf16 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]))
     auto = [m for m in bf16.model.modules() if isinstance(m, Conv3x3)]  # auto under bf16: on large maps only
