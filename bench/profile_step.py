@@ -33,6 +33,16 @@ def op_table(profiler, steps: int, top: int) -> list[dict]:
     return rows[:top]
 
 
+def conv_shape_table(profiler, steps: int, top: int) -> list[dict]:
+    """The ``top`` convolution calls grouped by input shapes, by self CPU time per step: where the conv time goes."""
+    rows = [{"op": event.key, "shapes": str(event.input_shapes), "calls": event.count / steps,
+             "self_ms": event.self_cpu_time_total / 1e3 / steps}
+            for event in profiler.key_averages(group_by_input_shape=True)
+            if event.key in CONV_FORWARD + CONV_BACKWARD or "convolution" in event.key]
+    rows.sort(key=lambda r: -r["self_ms"])
+    return rows[:top]
+
+
 def conv_counts(rows: list[dict]) -> dict:
     """Convolution forward and backward calls per step."""
     return {"forward": sum(r["calls"] for r in rows if r["op"] in CONV_FORWARD),
@@ -46,6 +56,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--shapes", type=int, default=0, help="also list the N costliest convolutions by shape")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -68,7 +79,7 @@ def main() -> None:
         trainer.model.train()
         for _ in range(args.warmup):
             trainer.train_step(batch)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes > 0) as prof:
             for _ in range(args.steps):
                 trainer.train_step(batch)
     rows = op_table(prof, args.steps, 10_000)
@@ -78,8 +89,14 @@ def main() -> None:
     print(common.markdown_table(["op", "calls/step", "self ms/step", "total ms/step"],
                                 [[r["op"], f"{r['calls']:.0f}", f"{r['self_ms']:.1f}", f"{r['total_ms']:.1f}"]
                                  for r in rows[: args.top]]))
+    shapes = conv_shape_table(prof, args.steps, args.shapes) if args.shapes else []
+    if shapes:
+        print(common.markdown_table(["op", "input shapes", "calls/step", "self ms/step"],
+                                    [[r["op"], r["shapes"][:120], f"{r['calls']:.0f}", f"{r['self_ms']:.1f}"]
+                                     for r in shapes]))
     common.save_json(args.json, {"benchmark": "profile_step", "machine": common.machine_info(), "size": args.size,
-                                 "config": args.config, "malloc": malloc, "convolutions": convs, "ops": rows})
+                                 "config": args.config, "malloc": malloc, "convolutions": convs, "ops": rows,
+                                 "conv_shapes": shapes})
 
 
 if __name__ == "__main__":

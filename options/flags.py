@@ -53,8 +53,9 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels_last", action="store_true", help="NHWC memory layout for the networks")
     g.add_argument("--compile", action="store_true", help="torch.compile the networks (slow first step)")
     g.add_argument("--conv_algorithm", choices=("auto", "direct", "winograd"), default="auto",
-                   help="the wide res blocks' 3x3 convolutions on the CPU (auto: winograd under --amp bf16, training "
-                        "and inference; direct otherwise; winograd in fp32 training pays at 512x256 and above)")
+                   help="the wide res blocks' 3x3 convolutions on the CPU (auto: winograd under --amp bf16, "
+                        "training (not on a CPU with AMX) and inference; direct otherwise; winograd in fp32 "
+                        "training pays at 512x256 and above)")
     g.add_argument("--verbose", action="store_true", help="print the networks")
     g.add_argument("--fp16", action="store_true", help="pix2pixHD spelling of --amp fp16")
     g.add_argument("--data_type", type=int, choices=(8, 16, 32), default=32,
