@@ -31,13 +31,14 @@ CONFIGS: dict[str, tuple[list[str], str | None]] = {
 KEEP_FP32_WEIGHTS = ("bf16-fp32-weights",)
 OPTIONAL_CONFIGS: dict[str, tuple[str, list[str], str | None]] = {
     "bf16-direct": ("conv_algorithm", ["--amp", "bf16", "--conv_algorithm", "direct"], "bfloat16"),
-    "fp32-winograd": ("conv_algorithm", ["--conv_algorithm", "winograd"], None),
+    "fp32-direct": ("conv_algorithm", ["--conv_algorithm", "direct"], None),  # "fp32" is auto: Winograd per call
+    "fp32-winograd": ("conv_algorithm", ["--conv_algorithm", "winograd"], None),  # kernels kept: 1.2 GB more
     "fp32-cl": ("channels_last", ["--channels_last"], None),
     "bf16-cl": ("channels_last", ["--amp", "bf16", "--channels_last"], "bfloat16"),
     "fp32-compile": ("compile", ["--compile"], None),  # only on request: minutes of compilation per size
 }
 #: Configurations run only when named in --configs.
-ON_REQUEST = ("fp32-compile", "bf16-fp32-weights", "fp32-winograd")
+ON_REQUEST = ("fp32-compile", "bf16-fp32-weights", "fp32-direct", "fp32-winograd")
 BASELINE = "fp32"
 DEFAULT_SIZES = "256x128,512x256,1024x512"
 #: (warm-up, timed) iterations per size; sizes not listed use (1, 3).

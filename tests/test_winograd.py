@@ -10,6 +10,7 @@ from PIL import Image
 
 import synth.inference
 from synth import runtime
+from synth.assembly import build_model
 from synth.core.errors import OptionError
 from synth.models.networks import winograd
 from synth.models.networks.blocks import ResnetBlock
@@ -135,10 +136,10 @@ def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(dem
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
     bf16 = tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]
     auto = [m for m in Trainer(parse_train_options(bf16)).model.modules() if isinstance(m, Conv3x3)]
-    assert auto and not any(m.winograd_training for m in auto)
+    assert auto and not any(m.per_call for m in auto)
     asked = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "winograd", "--name", "asked"]))
     layers = [m for m in asked.model.modules() if isinstance(m, Conv3x3)]
-    assert layers and all(m.winograd_training and m.training_min_pixels == 0 for m in layers)
+    assert layers and all(m.per_call and m.min_pixels == 0 for m in layers)
 
 
 def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
@@ -147,13 +148,13 @@ def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(dem
     train = ["--conv_algorithm", "winograd"]
     bf16 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]))
     auto = [m for m in bf16.model.modules() if isinstance(m, Conv3x3)]  # auto under bf16: on large maps only
-    assert auto and all(m.winograd_training and m.training_min_pixels == winograd.AUTO_TRAINING_MIN_PIXELS
+    assert auto and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS
                         for m in auto)
     direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
     ours = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + train))
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
-    assert layers and all(m.winograd_training and m.kernels is None and m.training_min_pixels == 0 for m in layers)
-    assert not any(m.winograd_training for m in direct.model.modules() if isinstance(m, Conv3x3))
+    assert layers and all(m.per_call and m.kernels is None and m.min_pixels == 0 for m in layers)
+    assert not any(m.per_call for m in direct.model.modules() if isinstance(m, Conv3x3))
     batch = next(iter(direct.loader))
     for _ in range(2):
         a, b = direct.train_step(batch), ours.train_step(batch)
@@ -168,10 +169,58 @@ def test_auto_training_winograd_takes_large_maps_only(monkeypatch):
     calls = []
     monkeypatch.setattr(WinogradConv3x3, "apply", lambda *args: calls.append(args[0].shape) or F.conv2d(*args))
     layer = Conv3x3(512, 512)
-    layer.use_winograd(training=True, min_pixels=512)
+    layer.use_winograd(per_call=True, min_pixels=512)
     for shape in [(1, 512, 10, 18), (1, 512, 18, 34), (4, 512, 10, 18)]:  # 8x16, 16x32, 4 x 8x16 outputs
         layer(torch.randn(*shape)).sum().backward()
     assert calls == [(1, 512, 18, 34), (4, 512, 10, 18)]
+
+
+@pytest.mark.parametrize("kernel_block", [256, 4])  # 6 output channels in one block, or in blocks of 4 and 2
+def test_per_call_inference_gives_a_direct_convolution_and_keeps_no_kernels(kernel_block, monkeypatch):
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK", kernel_block)
+    torch.manual_seed(7)
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64)
+    weight, bias = torch.randn(6, 5, 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    torch.testing.assert_close(winograd.winograd_conv3x3_per_call(x, weight, bias), F.conv2d(x, weight, bias),
+                               rtol=0, atol=1e-12)
+
+
+def test_a_per_call_layer_in_inference_takes_large_maps_and_follows_weight_changes(monkeypatch):
+    calls = []
+    per_call = winograd.winograd_conv3x3_per_call
+    monkeypatch.setattr(winograd, "winograd_conv3x3_per_call", lambda x, *a: calls.append(x.shape) or per_call(x, *a))
+    torch.manual_seed(8)
+    layer = Conv3x3(512, 512)
+    assert layer.use_winograd(per_call=True, min_pixels=512) and layer.kernels is None
+    small, large = torch.randn(1, 512, 10, 18), torch.randn(1, 512, 18, 34)  # 8x16 and 16x32 outputs
+    with torch.inference_mode():
+        assert torch.equal(layer(small), F.conv2d(small, layer.weight, layer.bias))  # direct, bit for bit
+        torch.testing.assert_close(layer(large), F.conv2d(large, layer.weight, layer.bias), rtol=1e-4, atol=1e-4)
+        layer.weight.mul_(-2)  # nothing prepared goes stale
+        torch.testing.assert_close(layer(large), F.conv2d(large, layer.weight, layer.bias), rtol=1e-4, atol=1e-4)
+    assert calls == [(1, 512, 18, 34)] * 2
+    layer(large).sum().backward()  # with gradients: the differentiable path, not the inference one
+    assert calls == [(1, 512, 18, 34)] * 2 and layer.weight.grad is not None
+
+
+def _switched(opt) -> list[Conv3x3]:
+    model = build_model(opt, for_training=False).eval()
+    runtime.cast_for_inference(model, opt)
+    return [m for m in model.modules() if isinstance(m, Conv3x3)]
+
+
+def test_auto_runs_fp32_inference_on_the_cpu_by_winograd_per_call_on_large_maps(monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    arch = ["--label_nc", "4", "--ngf", "4", "--n_downsample_global", "1", "--n_blocks_global", "1"]
+    auto = _switched(_test_opt(arch))
+    assert auto and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS and m.kernels is None for m in auto)
+    assert not any(m.per_call or m.kernels is not None for m in _switched(_test_opt(arch + ["--conv_algorithm",
+                                                                                           "direct"])))
+    assert not any(m.per_call or m.kernels is not None for m in _switched(_test_opt(arch + ["--compile"])))
+    asked = _switched(_test_opt(arch + ["--conv_algorithm", "winograd"]))  # asked for: kernels kept
+    assert asked and all(m.kernels is not None and not m.per_call for m in asked)
+    bf16 = _switched(_test_opt(arch + ["--amp", "bf16"]))
+    assert bf16 and all(m.kernels is not None and not m.per_call for m in bf16)
 
 
 def _test_opt(extra):
@@ -223,10 +272,15 @@ def test_test_py_with_winograd_makes_the_pictures_of_direct_convolutions(demo_ro
                                                                                                     "bf16")}
     switched = [m for m in seen[-1].modules() if isinstance(m, Conv3x3)]
     assert switched and all(m.kernels is not None for m in switched)  # auto under bf16 took Winograd
+    monkeypatch.setattr(runtime, "AUTO_MIN_PIXELS", 0)  # the demo's maps are small: take them all
+    fp32["auto"] = pictures("e")
+    per_call = [m for m in seen[-1].modules() if isinstance(m, Conv3x3)]
+    assert per_call and all(m.per_call and m.kernels is None for m in per_call)  # auto in fp32: per call
     assert all(m.kernels is None for m in seen[0].modules() if isinstance(m, Conv3x3))
     assert any("synthesized_image" in k for k in fp32["direct"])
     for name, picture in fp32["direct"].items():
         assert np.abs(picture - fp32["winograd"][name]).max() <= 1, name  # fp32 rounding only
+        assert np.abs(picture - fp32["auto"][name]).max() <= 1, name
         bf16_error = np.abs(bf16["direct"][name] - picture).mean()
         winograd_error = np.abs(bf16["auto"][name] - picture).mean()
         assert winograd_error <= 1.5 * bf16_error + 0.5, (name, winograd_error, bf16_error)

@@ -6,15 +6,16 @@ becomes 16 independent matrix products [tiles x C] @ [C x K], and the products c
 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016). On a CPU the res blocks of
 pix2pixHD's generator (1024 channels at 1/16 of the image) are the bulk of a step. cuDNN already picks Winograd
 itself, so this is for CPU runs only. For inference the kernels are transformed once, when the weights are final
-(``winograd_conv3x3``); for training (``WinogradConv3x3``, opt-in) they are transformed again at every call and
-backward runs the exact adjoints, which pays in fp32 at 16x32 and more where the CPU's convolutions are bound by
-its arithmetic (docs/benchmarks.md). fp32 inference products run on oneDNN (``mkldnn_linear``: the default BLAS
-takes its slower generic path on some CPUs); bf16 ones on ``torch.matmul``, which already uses oneDNN.
+(``winograd_conv3x3``), or, where keeping them would cost too much memory (fp32), again at every call
+(``winograd_conv3x3_per_call``); for training (``WinogradConv3x3``) they are transformed at every call and
+backward runs the exact adjoints (docs/benchmarks.md says where each pays). Prepared fp32 inference products run on
+oneDNN (``mkldnn_linear``: the default BLAS takes its slower generic path on some CPUs); the others on
+``torch.matmul``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +124,26 @@ def _fold_tiles(windows: torch.Tensor, batch: int, tiles_h: int, tiles_w: int) -
     return out.view(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, -1).permute(0, 3, 1, 2)
 
 
+def _block_products(tiles: torch.Tensor, blocks: Iterable[tuple[int, torch.Tensor]], out_channels: int) -> torch.Tensor:
+    """The products [16, P, K] of the input tiles [16, P, C] with kernels given block by block of output channels,
+    each block written straight into its columns (no list of blocks to concatenate)."""
+    products = tiles.new_empty(tiles.shape[0], tiles.shape[1], out_channels)
+    for start, kernels in blocks:
+        torch.bmm(tiles, kernels.transpose(1, 2), out=products[:, :, start:start + kernels.shape[1]])
+    return products
+
+
+def winograd_conv3x3_per_call(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias)`` (3x3, stride 1, no padding) by F(2x2, 3x3) with the kernels transformed from
+    ``weight`` at this call, block by block of output channels, and nothing kept: inference without the 16/9 of
+    the weights that prepared kernels hold (1.2 GB for pix2pixHD's res blocks in fp32). No gradients."""
+    dtype = _compute_dtype(x)
+    with torch.autocast("cpu", enabled=False):
+        tiles, sizes = _input_tiles(x, dtype)
+        products = _block_products(tiles, _kernel_blocks(weight, dtype), weight.shape[0])
+        return _output_tiles(products, x.shape[0], sizes, bias)
+
+
 class WinogradConv3x3(torch.autograd.Function):
     """``F.conv2d(x, weight, bias)`` (3x3, stride 1, no padding) by F(2x2, 3x3), differentiable, for training: the
     kernels are transformed from the current weight at every call, and backward is the exact adjoint of each step
@@ -137,8 +158,7 @@ class WinogradConv3x3(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             tiles, sizes = _input_tiles(x, dtype)  # [16, P, C]
             blocks = list(_kernel_blocks(weight, dtype)) if _keeps_kernels(dtype) else None
-            products = torch.cat([torch.matmul(tiles, kernels.transpose(1, 2))
-                                  for _, kernels in blocks or _kernel_blocks(weight, dtype)], dim=2)  # [16, P, K]
+            products = _block_products(tiles, blocks or _kernel_blocks(weight, dtype), weight.shape[0])
             out = _output_tiles(products, x.shape[0], sizes, bias)
         # In fp32 the kernels are transformed again in backward rather than kept (16/9 of each layer's weight per
         # step would add 1.2 GB to a pix2pixHD step's peak; one more transform costs ~9 ms per layer), and block by
@@ -185,10 +205,11 @@ class WinogradConv3x3(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
-#: Under ``--conv_algorithm auto`` (bf16) training runs by Winograd only on calls with at least this many output
-#: pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there took 3.12 s
-#: against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15 (docs/benchmarks.md).
-AUTO_TRAINING_MIN_PIXELS = 512
+#: Under ``--conv_algorithm auto`` bf16 training and fp32 inference run by Winograd only on calls with at least
+#: this many output pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there
+#: took 3.12 s against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15; fp32 inference with kernels transformed
+#: per call 1.53 s against 1.75 at 512x256, 0.59 against 0.50 at 256x128 (docs/benchmarks.md).
+AUTO_MIN_PIXELS = 512
 
 #: Winograd pays on layers at least this wide (measured on a 2-core AVX512-BF16 EPYC, bf16: 1024 channels at 8x16
 #: 1.45x, 512 at 32x64 1.24x, 256 at 64x128 0.38x; docs/benchmarks.md): pix2pixHD's 1024-wide res blocks.
@@ -203,19 +224,19 @@ class Conv3x3(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, kernel_size=3)
         self.kernels: torch.Tensor | None = None
-        self.winograd_training = False
-        self.training_min_pixels = 0
+        self.per_call = False
+        self.min_pixels = 0
 
-    def use_winograd(self, training: bool = False, min_pixels: int = 0) -> bool:
-        """Run by Winograd from now on, if the layer is wide enough for it to pay (``MIN_CHANNELS``). For inference
-        (once the weights are final: after loading and any dtype cast) the weight is transformed once and kept
-        (16/9 of its size, in its dtype); for ``training`` it is transformed at every call, differentiably
-        (``WinogradConv3x3``), on calls with at least ``min_pixels`` output pixels (smaller ones run directly).
-        Returns whether it will."""
+    def use_winograd(self, per_call: bool = False, min_pixels: int = 0) -> bool:
+        """Run by Winograd from now on, if the layer is wide enough for it to pay (``MIN_CHANNELS``). By default
+        (inference, once the weights are final: after loading and any dtype cast) the weight is transformed once
+        and kept (16/9 of its size, in its dtype); ``per_call`` transforms it at every call instead, block by block
+        (differentiably where gradients flow: training; without keeping anything otherwise: fp32 inference), on
+        calls with at least ``min_pixels`` output pixels (smaller ones run directly). Returns whether it will."""
         if min(self.in_channels, self.out_channels) < MIN_CHANNELS:
             return False
-        if training:
-            self.winograd_training, self.training_min_pixels = True, min_pixels
+        if per_call:
+            self.per_call, self.min_pixels = True, min_pixels
             return True
         with torch.no_grad():
             self.kernels = transform_kernels(self.weight)  # exact coefficients; one rounding in bf16 too
@@ -228,8 +249,10 @@ class Conv3x3(nn.Conv2d):
             if torch.is_grad_enabled() and self.weight.requires_grad:
                 raise RuntimeError("Conv3x3: prepared for inference by use_winograd (its transformed kernels would "
                                    "not follow weight updates); run it under torch.inference_mode() or "
-                                   "torch.no_grad(), or switch it with use_winograd(training=True)")
+                                   "torch.no_grad(), or switch it with use_winograd(per_call=True)")
             return winograd_conv3x3(x, self.kernels, self.bias)
-        if self.winograd_training and x.shape[0] * (x.shape[2] - 2) * (x.shape[3] - 2) >= self.training_min_pixels:
-            return WinogradConv3x3.apply(x, self.weight, self.bias)
+        if self.per_call and x.shape[0] * (x.shape[2] - 2) * (x.shape[3] - 2) >= self.min_pixels:
+            if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+                return WinogradConv3x3.apply(x, self.weight, self.bias)
+            return winograd_conv3x3_per_call(x, self.weight, self.bias)
         return super().forward(x)
