@@ -38,13 +38,15 @@ OPTIONAL_CONFIGS: dict[str, tuple[str, list[str]]] = {
                                                    "--step_in_backward", "off"]),
     "bf16-fused-step-after": ("step_in_backward", ["--adam_impl", "fused", "--amp", "bf16",
                                                    "--step_in_backward", "off"]),
-    # the res blocks trained by differentiable Winograd: asked for in fp32 (it pays at 512x256 and above); under
-    # bf16 auto chooses it on the CPU where the res blocks' maps are 16x32 or more, so bf16-fused runs it at
-    # 512x256, bf16-fused-winograd at every size, bf16-fused-direct never
+    # the res blocks trained by differentiable Winograd: auto chooses it on the CPU (without AMX) where the res
+    # blocks' maps are 16x32 or more, so fp32-fused and bf16-fused run it at 512x256, *-winograd at every size,
+    # *-direct never
     "fp32-fused-winograd": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "none", "--conv_algorithm",
                                                "winograd"]),
     "bf16-fused-winograd": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "bf16", "--conv_algorithm",
                                                "winograd"]),
+    "fp32-fused-direct": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "none", "--conv_algorithm",
+                                             "direct"]),
     "bf16-fused-direct": ("conv_algorithm", ["--adam_impl", "fused", "--amp", "bf16", "--conv_algorithm",
                                              "direct"]),
 }

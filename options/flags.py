@@ -53,10 +53,10 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--channels_last", action="store_true", help="NHWC memory layout for the networks")
     g.add_argument("--compile", action="store_true", help="torch.compile the networks (slow first step)")
     g.add_argument("--conv_algorithm", choices=("auto", "direct", "winograd"), default="auto",
-                   help="the wide res blocks' 3x3 convolutions on the CPU (auto: winograd under --amp bf16, "
-                        "training (not on a CPU with AMX) and inference; in fp32 inference on res-block maps of 512 "
-                        "pixels or more (512x256 images), kernels transformed per call; direct otherwise; winograd "
-                        "in fp32 training pays at 512x256 and above on some CPUs)")
+                   help="the wide res blocks' 3x3 convolutions on the CPU (auto: winograd for bf16 inference; for "
+                        "fp32 inference (kernels transformed per call) and training (not on a CPU with AMX) on "
+                        "res-block maps of 512 pixels or more, i.e. 512x256 images; direct otherwise; winograd: "
+                        "on every map)")
     g.add_argument("--verbose", action="store_true", help="print the networks")
     g.add_argument("--fp16", action="store_true", help="pix2pixHD spelling of --amp fp16")
     g.add_argument("--data_type", type=int, choices=(8, 16, 32), default=32,

@@ -23,43 +23,35 @@ def autocast(opt: argparse.Namespace) -> contextlib.AbstractContextManager:
 def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Prepare loaded networks for inference. Under ``--amp bf16|fp16``, keep their weights in that dtype: autocast's
     cast cache lasts one autocast region, so otherwise every call would cast all of G's weights (182 M for
-    pix2pixHD's global G) again. Then switch the wide res-block convolutions to Winograd as ``--conv_algorithm``
-    asks: kernels transformed once (``conv_algorithm`` winograd) or at each call on large maps
-    (``per_call_inference``). Only for code that runs the model under ``autocast`` (which casts fp32 inputs at
-    each convolution)."""
+    pix2pixHD's global G) again. Then switch the wide res-block convolutions to Winograd where ``conv_algorithm``
+    says so: kernels transformed once, or under auto in fp32 at each call on large maps, where kept fp32 kernels
+    would cost 1.2 GB (on an AVX2 EPYC 1.02-1.14x at 512x256, 1.38-1.45x at 1024x512 for no measurable memory;
+    docs/benchmarks.md). Only for code that runs the model under ``autocast`` (which casts fp32 inputs at each
+    convolution)."""
     if opt.amp in AMP_DTYPES:
         model.to(AMP_DTYPES[opt.amp])
+    if conv_algorithm(opt) != "winograd":
+        return
     layers = [layer for layer in model.modules() if isinstance(layer, Conv3x3)]
-    if conv_algorithm(opt) == "winograd":
-        switched, how = sum(layer.use_winograd() for layer in layers), "kernels transformed once"
-    elif per_call_inference(opt):
+    if opt.conv_algorithm == "auto" and opt.amp not in AMP_DTYPES:
         switched = sum(layer.use_winograd(per_call=True, min_pixels=AUTO_MIN_PIXELS) for layer in layers)
         how = f"kernels transformed at each call, on maps of {AUTO_MIN_PIXELS} pixels or more"
     else:
-        return
+        switched, how = sum(layer.use_winograd() for layer in layers), "kernels transformed once"
     if opt.verbose:
         print(f"--conv_algorithm {opt.conv_algorithm}: winograd in {switched} res-block convolutions ({how})")
 
 
 def conv_algorithm(opt: argparse.Namespace) -> str:
-    """``--conv_algorithm`` resolved: auto is winograd under bf16 on the CPU unless --compile (with native bf16,
-    inference 1.3-1.5x faster; a pix2pixHD training step 1.17x at 512x256, where the res blocks' maps are large
-    enough, and training takes it only on such maps and without AMX: ``use_training_algorithm``;
-    docs/benchmarks.md); direct in fp32, where inference's kept Winograd kernels would cost 1.2 GB (fp32 inference
-    takes Winograd per call instead: ``per_call_inference``) and training pays only at 512x256 and above on some
-    CPUs, so it is asked for."""
+    """``--conv_algorithm`` resolved: auto is winograd on the CPU unless --compile, on the res blocks' large maps
+    (``AUTO_MIN_PIXELS``: pix2pixHD at 512x256 and up) where a direct convolution is bound by the CPU's
+    arithmetic, and for bf16 inference on all (docs/benchmarks.md: bf16 inference 1.3-1.5x with native bf16; a
+    training step at 512x256 1.17x in bf16 on Zen 4, 1.14-1.20x in fp32 on Zen 3; fp32 inference
+    ``cast_for_inference``). Training runs directly on a CPU with AMX: ``use_training_algorithm``."""
     if opt.conv_algorithm != "auto":
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
-    return "winograd" if cpu and opt.amp == "bf16" and not opt.compile else "direct"
-
-
-def per_call_inference(opt: argparse.Namespace) -> bool:
-    """Whether auto runs fp32 inference on the CPU (no --compile) by Winograd with the kernels transformed at each
-    call, on res-block maps of ``AUTO_MIN_PIXELS`` or more: on an AVX2 EPYC 1.07-1.14x at 512x256 and 1.36x at
-    1024x512 for 70-100 MB of peak memory, where kept kernels would add 1.2 GB (docs/benchmarks.md)."""
-    on_cpu = torch.device(opt.device).type == "cpu"
-    return opt.conv_algorithm == "auto" and on_cpu and opt.amp not in AMP_DTYPES and not opt.compile
+    return "winograd" if cpu and opt.amp in ("none", "bf16") and not opt.compile else "direct"
 
 
 def cpu_has_amx() -> bool:
@@ -71,8 +63,8 @@ def cpu_has_amx() -> bool:
 
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
-    auto (bf16 on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU
-    with AMX, where the direct convolutions are faster."""
+    auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU with AMX, where
+    the direct bf16 convolutions are faster (fp32 there is unmeasured: direct too)."""
     if conv_algorithm(opt) != "winograd":
         return
     if opt.conv_algorithm == "auto" and cpu_has_amx():

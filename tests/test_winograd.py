@@ -142,7 +142,7 @@ def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(dem
     assert layers and all(m.per_call and m.min_pixels == 0 for m in layers)
 
 
-def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(demo_root, tmp_path, monkeypatch):
+def test_training_by_winograd_gives_the_direct_step_and_auto_takes_it_on_large_maps(demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)  # the tiny res blocks are narrow: switch them all
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: False)  # auto's choice on an AVX512-BF16 CPU
     train = ["--conv_algorithm", "winograd"]
@@ -150,7 +150,10 @@ def test_training_by_winograd_is_asked_for_in_fp32_and_gives_the_direct_step(dem
     auto = [m for m in bf16.model.modules() if isinstance(m, Conv3x3)]  # auto under bf16: on large maps only
     assert auto and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS
                         for m in auto)
-    direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a")))
+    fp32 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "f")))
+    auto = [m for m in fp32.model.modules() if isinstance(m, Conv3x3)]  # auto in fp32 too: on large maps only
+    assert auto and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS for m in auto)
+    direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a") + ["--conv_algorithm", "direct"]))
     ours = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + train))
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
     assert layers and all(m.per_call and m.kernels is None and m.min_pixels == 0 for m in layers)
@@ -231,15 +234,18 @@ def _train_opt(extra):
     return parse_train_options(["--dataroot", ".", "--device", "cpu", *extra])
 
 
-def test_auto_chooses_winograd_for_bf16_on_the_cpu_only():
+def test_auto_chooses_winograd_on_the_cpu_only_and_not_with_compile(monkeypatch):
     assert conv_algorithm(_test_opt(["--amp", "bf16"])) == "winograd"
     assert conv_algorithm(_train_opt(["--amp", "bf16"])) == "winograd"  # training too
-    assert conv_algorithm(_train_opt([])) == "direct"  # fp32 training asks for it
+    assert conv_algorithm(_train_opt([])) == "winograd"  # fp32 training (on large maps: use_training_algorithm)
     assert conv_algorithm(_train_opt(["--amp", "bf16", "--conv_algorithm", "direct"])) == "direct"
-    assert conv_algorithm(_test_opt([])) == "direct"
+    assert conv_algorithm(_test_opt([])) == "winograd"  # fp32 inference, per call (cast_for_inference)
+    assert conv_algorithm(_test_opt(["--compile"])) == "direct"
     assert conv_algorithm(_test_opt(["--amp", "bf16", "--compile"])) == "direct"
     assert conv_algorithm(_test_opt(["--amp", "bf16", "--conv_algorithm", "direct"])) == "direct"
     assert conv_algorithm(_test_opt(["--conv_algorithm", "winograd"])) == "winograd"
+    monkeypatch.setattr("synth.options.parse.resolve_device_name", lambda device, gpu_ids: "cuda:0")
+    assert conv_algorithm(parse_test_options(["--dataroot", ".", "--device", "cuda"])) == "direct"  # cuDNN's choice
 
 
 def test_winograd_on_a_gpu_is_refused_with_a_clear_line(monkeypatch):
