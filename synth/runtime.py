@@ -51,7 +51,7 @@ def conv_algorithm(opt: argparse.Namespace) -> str:
     if opt.conv_algorithm != "auto":
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
-    return "winograd" if cpu and opt.amp in ("none", "bf16") and not opt.compile else "direct"
+    return "winograd" if cpu and not opt.compile else "direct"  # (fp16 is refused on the CPU)
 
 
 def cpu_has_amx() -> bool:

@@ -205,10 +205,11 @@ class WinogradConv3x3(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
-#: Under ``--conv_algorithm auto`` bf16 training and fp32 inference run by Winograd only on calls with at least
-#: this many output pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there
-#: took 3.12 s against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15; fp32 inference with kernels transformed
-#: per call 1.53 s against 1.75 at 512x256, 0.59 against 0.50 at 256x128 (docs/benchmarks.md).
+#: Under ``--conv_algorithm auto`` training and fp32 inference run by Winograd only on calls with at least this
+#: many output pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there took
+#: 3.12 s against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15; an fp32 step 7.65 against 8.99; fp32 inference
+#: with kernels transformed per call 1.53 s against 1.75 at 512x256, 0.59 against 0.50 at 256x128
+#: (docs/benchmarks.md).
 AUTO_MIN_PIXELS = 512
 
 #: Winograd pays on layers at least this wide (measured on a 2-core AVX512-BF16 EPYC, bf16: 1024 channels at 8x16
