@@ -26,6 +26,7 @@ from torch import nn
 from synth.core.errors import OptionError
 from synth.models.networks.blocks import ReflectionPad2d, output_head
 from synth.models.networks.fourier_texture import FourierBank, FourierTextureLayer
+from synth.models.networks.norm import InstanceNorm2d
 from synth.models.networks.segments import SegmentIndex, as_index, paint
 from synth.models.registry import GENERATORS
 
@@ -76,7 +77,7 @@ class ModulatedNorm(nn.Module):
     def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
         if norm == "instance":
-            self.norm: nn.Module = nn.InstanceNorm2d(channels, affine=False)
+            self.norm: nn.Module = InstanceNorm2d(channels, affine=False)
         elif norm == "batch":
             self.norm = nn.BatchNorm2d(channels, affine=False)
         else:
