@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from typing import Any
 
 import torch
+from torch import nn
 
 from synth.models.base_model import LayoutModel
 from synth.models.networks.winograd import AUTO_MIN_PIXELS, Conv3x3
@@ -30,6 +32,10 @@ def cast_for_inference(model: LayoutModel, opt: argparse.Namespace) -> None:
     convolution)."""
     if opt.amp in AMP_DTYPES:
         model.to(AMP_DTYPES[opt.amp])
+    if channels_last_upsampling_pays(opt):
+        upsampling = use_channels_last_upsampling(model)
+        if opt.verbose:
+            print(f"--conv_algorithm auto: {upsampling} transposed convolutions channels-last (fp32 CPU inference)")
     if conv_algorithm(opt) != "winograd":
         return
     layers = [layer for layer in model.modules() if isinstance(layer, Conv3x3)]
@@ -52,6 +58,46 @@ def conv_algorithm(opt: argparse.Namespace) -> str:
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
     return "winograd" if cpu and not opt.compile else "direct"  # (fp16 is refused on the CPU)
+
+
+def channels_last_upsampling_pays(opt: argparse.Namespace) -> bool:
+    """Whether fp32 inference runs the transposed convolutions channels-last: under ``--conv_algorithm auto`` on the
+    CPU, in fp32, unless the whole networks already are (``--channels_last``) or compiled. Measured for fp32 only
+    (docs/benchmarks.md); bf16 keeps its layout."""
+    return (opt.conv_algorithm == "auto" and torch.device(opt.device).type == "cpu" and opt.amp not in AMP_DTYPES
+            and not opt.channels_last and not opt.compile)
+
+
+def use_channels_last_upsampling(model: LayoutModel) -> int:
+    """Run every transposed convolution channels-last (weight converted; input converted on entry) and make each
+    network's outputs contiguous again. In pix2pixHD's decoder the layout then carries on through norm, ReLU, pad
+    and the 7x7 output convolution, where oneDNN's channels-last kernels are up to 2x faster on the CPU (3 output
+    channels; docs/benchmarks.md). For inference: these layers' backward is slower channels-last. Returns how many
+    layers were switched."""
+    switched = 0
+    for net in model.networks().values():
+        layers = [layer for layer in net.modules() if isinstance(layer, nn.ConvTranspose2d)]
+        for layer in layers:
+            layer.to(memory_format=torch.channels_last)
+            layer.register_forward_pre_hook(_channels_last_input)
+        if layers:
+            net.register_forward_hook(_contiguous_output)
+        switched += len(layers)
+    return switched
+
+
+def _channels_last_input(_layer: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+
+
+def _contiguous_output(_net: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.contiguous()
+    if type(output) in (tuple, list):
+        return type(output)(_contiguous_output(_net, _args, item) for item in output)
+    if isinstance(output, dict):
+        return {key: _contiguous_output(_net, _args, item) for key, item in output.items()}
+    return output
 
 
 def cpu_has_amx() -> bool:
