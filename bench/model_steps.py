@@ -15,6 +15,7 @@ run on the same machine.
     modulated   --model modulated: the same trunk style-modulated per instance, codes from BandCodeEncoder (E)
     ghfeat      --model ghfeat: GH-Feat's hierarchical encoder trained against the frozen modulated G
     selfcond    --model selfcond: the modulated model fine-tuned with per-instance attribute offsets and head
+    selfcond-nolocal  the same without the locality term (--lambda_locality 0: SC-GAN's losses alone)
 
 GH-Feat and self-conditioning start from a --model modulated run: a preparing child saves a freshly initialised
 modulated run's checkpoint with ``Trainer.save`` (random weights: speed only) and pseudo-labels of its objects
@@ -42,8 +43,9 @@ CONFIGS: dict[str, list[str]] = {
     "modulated": ["--model", "modulated", "--netG", "modulated"],
     "ghfeat": ["--model", "ghfeat", "--netG", "modulated"],
     "selfcond": ["--model", "selfcond", "--netG", "modulated"],
+    "selfcond-nolocal": ["--model", "selfcond", "--netG", "modulated", "--lambda_locality", "0"],
 }
-NEEDS_PRETRAINED = ("ghfeat", "selfcond")
+NEEDS_PRETRAINED = ("ghfeat", "selfcond", "selfcond-nolocal")
 BASELINE = "pix2pixhd"
 VGG_FILE = "vgg19_random_weights.pth"
 PRETRAINED_NAME = "modulated_run"
@@ -72,7 +74,7 @@ def model_flags(args: argparse.Namespace, config: str) -> list[str]:
     extra = [*arch_flags(args), *CONFIGS[config]]
     if config == "ghfeat":
         extra += ["--ghfeat_generator", str(prepared / PRETRAINED_NAME)]
-    if config == "selfcond":
+    if config.startswith("selfcond"):
         extra += ["--sc_pretrained", str(prepared / PRETRAINED_NAME), "--sc_labels", str(prepared / LABELS_FILE)]
     return extra
 

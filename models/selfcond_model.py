@@ -5,7 +5,9 @@
 encoder E, frozen so that the code space and its directions stay fixed) get its attributes' learned low/high
 vectors added, weighted by its soft label (``AttributeOffsets``, network ``C``, zero at start: the model first
 equals the pretrained one). D gets a per-instance attribute head (network ``H``) trained with KL to the real
-instances' soft labels; G is pushed by the same KL on its output to show the labels it was given. The training
+instances' soft labels; G is pushed by the same KL on its output to show the labels it was given, and (a term of
+ours, ``--lambda_locality``: SC-GAN edits whole images) to leave the image outside an object as it was when the
+object's labels change. The training
 images are resampled so that the attribute's label bins are about uniform (``sample_weights``).
 """
 
@@ -54,6 +56,9 @@ class SelfConditionedModel(ModulatedModel):
             g.add_argument("--sc_labels", type=str, default="", help="pseudo-label file from synth-selfcond label")
             g.add_argument("--lambda_attr", type=float, default=0.5, help="weight of G's attribute KL")
             g.add_argument("--lambda_attr_D", type=float, default=0.5, help="weight of D's attribute KL")
+            g.add_argument("--lambda_locality", type=float, default=5.0,
+                           help="weight of the L1 change outside an instance whose labels are redrawn (0: SC-GAN's "
+                                "losses alone)")
             g.add_argument("--sc_bins", type=int, default=10, help="label bins that resampling makes uniform")
             g.add_argument("--sc_rebalance_attribute", type=str, default="",
                            help="attribute whose bins resampling balances (default: the first)")
@@ -173,12 +178,30 @@ class SelfConditionedModel(ModulatedModel):
             raise ValueError("training needs real images in the batch")
         index = index_segments(self.segment_ids(batch))  # numbered once for the labels, E, G and the head
         labels = self.instance_labels(batch, index)
-        fake = self.synthesize(semantics, index, self.condition(self.encode_codes(real, index), labels))
+        codes = self.encode_codes(real, index)
+        fake = self.synthesize(semantics, index, self.condition(codes, labels))
         pred_fake, pred_real = self.discriminate(semantics, fake, real)
         out = self.reconstruction_losses(semantics, fake, real, (pred_fake, pred_real))
         out.g_losses["G_attr"] = attribute_kl(self.run("H", pred_fake[0][-2], index), labels) * self.opt.lambda_attr
         out.d_losses["D_attr"] = attribute_kl(self.run("H", pred_real[0][-2], index), labels) * self.opt.lambda_attr_D
+        if self.opt.lambda_locality > 0:
+            locality = self.locality_loss(semantics, index, codes, labels, fake)
+            out.g_losses["G_local"] = locality * self.opt.lambda_locality
         return out
+
+    def locality_loss(self, semantics: torch.Tensor, index: SegmentIndex, codes: Codes, labels: torch.Tensor,
+                      fake: torch.Tensor) -> torch.Tensor:
+        """Mean L1 change outside one labelled instance per image when its labels are redrawn at random: an edit
+        of one object should leave the rest of the image as it was."""
+        labelled = ~torch.isnan(labels).all(dim=1)
+        scores = torch.where(labelled, torch.rand(labels.shape[0], device=labels.device), -1.0)
+        image = index.image_of()
+        best = torch.full((fake.shape[0],), -2.0, device=scores.device).scatter_reduce(0, image, scores, "amax")
+        chosen = labelled & (scores == best[image])
+        redrawn = torch.where(chosen.unsqueeze(1) & ~torch.isnan(labels), torch.rand_like(labels), labels)
+        edited = self.synthesize(semantics, index, self.condition(codes, redrawn))
+        outside = (~chosen[index.index]).to(fake.dtype)
+        return ((edited - fake.detach()).abs() * outside).sum() / (outside.sum() * fake.shape[1]).clamp(min=1)
 
     def generator_parameters(self, epoch: int) -> Iterator[nn.Parameter]:
         """G and the attribute offsets; E is frozen."""

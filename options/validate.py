@@ -125,6 +125,7 @@ OPTION_RANGES: dict[str, Range] = {
     "r1_gamma": AT_LEAST_0,
     "lambda_attr": AT_LEAST_0,
     "lambda_attr_D": AT_LEAST_0,
+    "lambda_locality": AT_LEAST_0,
     "sc_bins": AT_LEAST_1,
 }
 

@@ -61,7 +61,7 @@ MODEL_OF_FLAG = {
     ),
     **dict.fromkeys(("lambda_l1", "lambda_band"), "modulated"),
     **dict.fromkeys(("ghfeat_width", "lambda_mse", "lambda_perceptual", "lambda_adv", "r1_gamma"), "ghfeat"),
-    **dict.fromkeys(("lambda_attr", "lambda_attr_D", "sc_bins"), "selfcond"),
+    **dict.fromkeys(("lambda_attr", "lambda_attr_D", "lambda_locality", "sc_bins"), "selfcond"),
 }
 TEST_ONLY = {"how_many", "ntest", "aspect_ratio"}
 

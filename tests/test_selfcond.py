@@ -194,7 +194,12 @@ def test_zero_initialised_model_equals_the_pretrained_one(pretrained, demo_root)
             enc.real, enc.segments), labels))
     assert (conditioned - gf.decode(base, enc)).abs().max() < 1e-6
     out, calls = unique_calls(lambda: model.compute_losses(batch))  # instances numbered once per step
-    assert calls == 1 and {"G_attr", "G_L1"} <= set(out.g_losses) and "D_attr" in out.d_losses
+    assert calls == 1 and {"G_attr", "G_L1", "G_local"} <= set(out.g_losses) and "D_attr" in out.d_losses
+    assert out.g_losses["G_local"] == 0  # zero offsets: a redrawn label changes nothing
+    with torch.no_grad():
+        model.netC.high.fill_(0.5)
+        model.netC.low.fill_(-0.5)
+    assert model.compute_losses(batch).g_losses["G_local"] > 0
 
 
 @pytest.mark.slow
