@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from synth.models.base_model import LayoutModel
+from synth.models.networks.vgg import VGG19Features
 from synth.models.networks.winograd import AUTO_MIN_PIXELS, Conv3x3
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -110,7 +111,9 @@ def cpu_has_amx() -> bool:
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
     auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU with AMX, where
-    the direct bf16 convolutions are faster (fp32 there is unmeasured: direct too)."""
+    the direct bf16 convolutions are faster (fp32 there is unmeasured: direct too). In fp32 the frozen VGG19 of
+    the perceptual loss runs its wide convolutions by Winograd too, kernels transformed once (bf16 unmeasured:
+    direct)."""
     if conv_algorithm(opt) != "winograd":
         return
     if opt.conv_algorithm == "auto" and cpu_has_amx():
@@ -118,10 +121,14 @@ def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
             print("--conv_algorithm auto: AMX present, training the res-block convolutions directly")
         return
     min_pixels = AUTO_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
+    vggs = [net for net in model.modules() if isinstance(net, VGG19Features)]
+    in_vgg = {id(layer) for net in vggs for layer in net.modules()}
     switched = sum(layer.use_winograd(per_call=True, min_pixels=min_pixels)
-                   for layer in model.modules() if isinstance(layer, Conv3x3))
+                   for layer in model.modules() if isinstance(layer, Conv3x3) and id(layer) not in in_vgg)
+    frozen = sum(net.use_winograd(min_pixels) for net in vggs) if opt.amp not in AMP_DTYPES else 0
     if opt.verbose:
-        print(f"--conv_algorithm winograd: training {switched} res-block convolutions by Winograd")
+        print(f"--conv_algorithm winograd: training {switched} res-block convolutions by Winograd"
+              + (f", and {frozen} of VGG19's (kernels transformed once)" if frozen else ""))
 
 
 def prepare_networks(model: LayoutModel, opt: argparse.Namespace) -> None:

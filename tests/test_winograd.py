@@ -12,9 +12,17 @@ import synth.inference
 from synth import runtime
 from synth.assembly import build_model
 from synth.core.errors import OptionError
-from synth.models.networks import winograd
+from synth.models.losses.vgg_perceptual import VGGLoss
+from synth.models.networks import vgg, winograd
 from synth.models.networks.blocks import ResnetBlock
-from synth.models.networks.winograd import Conv3x3, WinogradConv3x3, transform_kernels, winograd_conv3x3
+from synth.models.networks.vgg import VGG19Features
+from synth.models.networks.winograd import (
+    Conv3x3,
+    FrozenWinogradConv3x3,
+    WinogradConv3x3,
+    transform_kernels,
+    winograd_conv3x3,
+)
 from synth.options import parse_test_options, parse_train_options
 from synth.runtime import conv_algorithm
 from synth.trainer import Trainer
@@ -158,14 +166,19 @@ def test_training_by_winograd_gives_the_direct_step_and_auto_takes_it_on_large_m
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
     assert layers and all(m.per_call and m.kernels is None and m.min_pixels == 0 for m in layers)
     assert not any(m.per_call for m in direct.model.modules() if isinstance(m, Conv3x3))
+    _assert_same_steps(direct, ours)
+    with torch.no_grad():  # visuals and evaluation in a training run: no graph, same path
+        layers[0](torch.randn(1, layers[0].in_channels, 5, 5))
+
+
+def _assert_same_steps(direct: Trainer, ours: Trainer) -> None:
+    """Two training steps of both trainers on one batch give the same pictures and losses (to fp32 rounding)."""
     batch = next(iter(direct.loader))
     for _ in range(2):
         a, b = direct.train_step(batch), ours.train_step(batch)
         torch.testing.assert_close(b.fake, a.fake, rtol=1e-4, atol=1e-5)
         for name, value in (a.g_losses | a.d_losses).items():
             torch.testing.assert_close((b.g_losses | b.d_losses)[name], value, rtol=1e-4, atol=1e-5)
-    with torch.no_grad():  # visuals and evaluation in a training run: no graph, same path
-        layers[0](torch.randn(1, layers[0].in_channels, 5, 5))
 
 
 def test_auto_training_winograd_takes_large_maps_only(monkeypatch):
@@ -290,3 +303,92 @@ def test_test_py_with_winograd_makes_the_pictures_of_direct_convolutions(demo_ro
         bf16_error = np.abs(bf16["direct"][name] - picture).mean()
         winograd_error = np.abs(bf16["auto"][name] - picture).mean()
         assert winograd_error <= 1.5 * bf16_error + 0.5, (name, winograd_error, bf16_error)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 6, 6), (1, 4, 1, 1), (3, 2, 8, 5)])
+def test_a_frozen_padded_layer_gives_the_values_and_input_gradients_of_a_direct_convolution(shape):
+    torch.manual_seed(9)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    weight, bias = torch.randn(6, shape[1], 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    kernels = transform_kernels(weight)
+    ours, reference = FrozenWinogradConv3x3.apply(x, kernels, bias, 1), F.conv2d(x, weight, bias, padding=1)
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    grad_out = torch.randn_like(reference)
+    (ours_grad,), (reference_grad,) = (torch.autograd.grad(y, x, grad_out) for y in (ours, reference))
+    torch.testing.assert_close(ours_grad, reference_grad, rtol=0, atol=1e-11)
+    torch.testing.assert_close(winograd_conv3x3(x.detach(), kernels, bias, padding=1), reference.detach(),
+                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(winograd.winograd_conv3x3_per_call(x.detach(), weight, None, padding=1),
+                               F.conv2d(x.detach(), weight, padding=1), rtol=0, atol=1e-12)
+
+
+def test_a_frozen_layer_with_kept_kernels_passes_gradients_to_its_input_and_follows_loaded_weights(monkeypatch):
+    calls = []
+    frozen_apply = FrozenWinogradConv3x3.apply
+    monkeypatch.setattr(FrozenWinogradConv3x3, "apply", lambda x, *a: calls.append(x.shape) or frozen_apply(x, *a))
+    torch.manual_seed(10)
+    layer = Conv3x3(8, 8, padding=1).requires_grad_(False)
+    assert layer.use_winograd(min_channels=9) is False and layer.kernels is None  # narrower than asked
+    assert layer.use_winograd(min_pixels=30, min_channels=8) and layer.kernels is not None
+    small = torch.randn(1, 8, 5, 5, requires_grad=True)  # 25 output pixels: direct, bit for bit
+    assert torch.equal(layer(small), F.conv2d(small, layer.weight, layer.bias, padding=1)) and calls == []
+    large = torch.randn(1, 8, 6, 6, requires_grad=True)
+    ours, reference = layer(large), F.conv2d(large, layer.weight, layer.bias, padding=1)
+    assert calls == [(1, 8, 6, 6)]
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), large)[0],
+                               torch.autograd.grad(reference.sum(), large)[0], rtol=1e-5, atol=1e-5)
+    layer.load_state_dict({"weight": -2 * layer.weight, "bias": layer.bias})  # the kept kernels follow
+    with torch.no_grad():
+        torch.testing.assert_close(layer(large), F.conv2d(large, layer.weight, layer.bias, padding=1),
+                                   rtol=1e-5, atol=1e-5)
+    layer.weight.requires_grad_(True)  # a trainable layer cannot use kernels that would go stale
+    with pytest.raises(RuntimeError, match="freeze the layer"):
+        layer(large)
+
+
+def test_vgg19_runs_its_wide_convolutions_by_winograd_with_the_loss_and_gradient_of_direct_ones():
+    torch.manual_seed(11)
+    direct, ours = VGG19Features(), VGG19Features()
+    ours.load_state_dict(direct.state_dict())
+    assert ours.use_winograd(min_pixels=0) == 8  # conv3_2..conv5_1: both widths 256 or more
+    wide = [m for m in ours.modules() if isinstance(m, Conv3x3) and m.kernels is not None]
+    assert all(min(m.in_channels, m.out_channels) >= vgg.WINOGRAD_MIN_CHANNELS for m in wide)
+    fake, real = torch.rand(1, 3, 48, 64, requires_grad=True), torch.rand(1, 3, 48, 64)
+    losses = [VGGLoss(net)(fake, real) for net in (direct, ours)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-6)
+    grads = [torch.autograd.grad(loss, fake)[0] for loss in losses]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-6)
+
+
+def _vgg_trainer(demo_root, run_dir, extra):
+    weights = run_dir / "vgg19.pth"
+    if not weights.exists():  # random weights in torchvision's key layout (features only)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({f"features.{k.split('.', 1)[1]}": v for k, v in VGG19Features().state_dict().items()}, weights)
+    name = "_".join(flag.strip("-") for flag in extra) or "auto"
+    flags = [f for f in tiny_flags(demo_root, run_dir, name=name) if f != "--no_vgg_loss"]
+    return Trainer(parse_train_options(flags + ["--vgg_weights", str(weights), *extra]))
+
+
+def test_fp32_training_runs_vgg19s_wide_layers_by_winograd_with_kept_kernels_and_the_direct_step(
+        demo_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_has_amx", lambda: False)
+
+    def vgg_layers(trainer):
+        return [m for m in trainer.model.vgg_loss.modules() if isinstance(m, Conv3x3)]
+
+    auto = vgg_layers(_vgg_trainer(demo_root, tmp_path, []))
+    wide = [m for m in auto if m.kernels is not None]
+    assert len(wide) == 8 and all(not m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS for m in wide)
+    for extra in (["--amp", "bf16"], ["--conv_algorithm", "direct"]):  # bf16 unmeasured: direct
+        assert not any(m.kernels is not None or m.per_call for m in vgg_layers(_vgg_trainer(demo_root, tmp_path,
+                                                                                             extra)))
+    monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
+    assert not any(m.kernels is not None for m in vgg_layers(_vgg_trainer(demo_root, tmp_path, ["--name", "amx"])))
+    monkeypatch.setattr(runtime, "cpu_has_amx", lambda: False)
+    direct = _vgg_trainer(demo_root, tmp_path, ["--conv_algorithm", "direct", "--name", "d"])
+    ours = _vgg_trainer(demo_root, tmp_path, ["--conv_algorithm", "winograd"])  # every map size
+    assert sum(m.kernels is not None for m in vgg_layers(ours)) == 8
+    _assert_same_steps(direct, ours)

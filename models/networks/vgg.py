@@ -8,23 +8,27 @@ import torch
 from torch import nn
 
 from synth.core.errors import CheckpointError, WeightsMissingError
+from synth.models.networks.winograd import Conv3x3
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 # torchvision's vgg19 ``features`` up to relu5_1: channel widths, "M" for max pooling.
 _VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
 # Slice boundaries in torchvision's indices: outputs are relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 SLICE_BOUNDS = (0, 2, 7, 12, 21, 30)
+#: VGG19's convolutions run by Winograd (``use_winograd``) from this width on: fp32 on an AVX2 EPYC, kernels kept
+#: (docs/benchmarks.md).
+WINOGRAD_MIN_CHANNELS = 256
 
 
 def _vgg19_layers() -> list[nn.Module]:
-    """torchvision's vgg19 ``features[0:30]``, same indices."""
+    """torchvision's vgg19 ``features[0:30]``, same indices (its 3x3 convolutions as ``Conv3x3``: same keys)."""
     layers: list[nn.Module] = []
     channels = 3
     for item in _VGG19_LAYOUT:
         if item == "M":
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            layers += [nn.Conv2d(channels, int(item), kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            layers += [Conv3x3(channels, int(item), padding=1), nn.ReLU(inplace=True)]
             channels = int(item)
     return layers
 
@@ -49,6 +53,12 @@ class VGG19Features(nn.Module):
         net = cls()
         net.load_state_dict(load_vgg19_weights(path), strict=True)
         return net
+
+    def use_winograd(self, min_pixels: int) -> int:
+        """Run the convolutions at least ``WINOGRAD_MIN_CHANNELS`` wide by Winograd on the CPU, kernels transformed
+        once (the weights are frozen), on calls with ``min_pixels`` output pixels or more. Returns how many."""
+        return sum(conv.use_winograd(min_pixels=min_pixels, min_channels=WINOGRAD_MIN_CHANNELS)
+                   for conv in self.modules() if isinstance(conv, Conv3x3))
 
     def train(self, mode: bool = True) -> VGG19Features:
         """Stays in eval mode whatever the parent model does."""

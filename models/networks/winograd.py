@@ -53,15 +53,17 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
 
 
-def _input_tiles(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """[B, C, H, W] -> the transformed 4x4 input tiles [16, P, C] (P = B x tiles), and (out_h, out_w, th, tw).
-    An odd output size is padded to whole tiles; the extra row / column is cut off later."""
+def _input_tiles(x: torch.Tensor, dtype: torch.dtype,
+                 padding: int = 0) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """[B, C, H, W] -> the transformed 4x4 input tiles [16, P, C] (P = B x tiles), and (out_h, out_w, th, tw), for
+    ``padding`` zeros around the input (a convolution's ``padding``, done in the same copy). An odd output size is
+    padded to whole tiles; the extra row / column is cut off later."""
     batch, channels, height, width = x.shape
-    out_h, out_w = height - 2, width - 2
+    out_h, out_w = height + 2 * padding - 2, width + 2 * padding - 2
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     nhwc = x.to(dtype).permute(0, 2, 3, 1)
-    if out_h % 2 or out_w % 2:
-        nhwc = F.pad(nhwc, (0, 0, 0, out_w % 2, 0, out_h % 2))
+    if padding or out_h % 2 or out_w % 2:
+        nhwc = F.pad(nhwc, (0, 0, padding, padding + out_w % 2, padding, padding + out_h % 2))
     windows = nhwc.unfold(1, 4, 2).unfold(2, 4, 2)  # [B, th, tw, C, 4 (row), 4 (col)]
     windows = windows.permute(4, 5, 0, 1, 2, 3).reshape(16, -1)
     tiles = torch.matmul(tile_matrix(INPUT_T, dtype), windows).view(16, batch * tiles_h * tiles_w, channels)
@@ -74,19 +76,20 @@ def _output_tiles(products: torch.Tensor, batch: int, sizes: tuple[int, int, int
     out_h, out_w, tiles_h, tiles_w = sizes
     out = torch.matmul(tile_matrix(OUTPUT_T, products.dtype), products.reshape(16, -1))  # [4 = 2x2, P * K]
     out = out.view(2, 2, batch, tiles_h, tiles_w, -1).permute(2, 3, 0, 4, 1, 5)
-    out = out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)
-    if bias is not None:
-        out = out + bias.to(out.dtype)
-    return out[:, :out_h, :out_w].permute(0, 3, 1, 2)
+    out = out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)[:, :out_h, :out_w].permute(0, 3, 1, 2)
+    if bias is not None:  # a new tensor, not a view (an in-place ReLU may follow)
+        out = out + bias.to(out.dtype).view(1, -1, 1, 1)
+    return out
 
 
-def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias)`` for a 3x3 kernel, stride 1, no padding, by F(2x2, 3x3), given
+def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None = None,
+                     padding: int = 0) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` for a 3x3 kernel, stride 1, by F(2x2, 3x3), given
     ``kernels = transform_kernels(weight)``. Under CPU autocast it computes in the autocast dtype, as the
     convolution would; the result is in channels-last memory format."""
     dtype = _compute_dtype(x)
     with torch.autocast("cpu", enabled=False):
-        tiles, sizes = _input_tiles(x, dtype)
+        tiles, sizes = _input_tiles(x, dtype, padding)
         products = _matmul_nt(tiles, kernels.to(dtype))  # [16, P, K]
         return _output_tiles(products, x.shape[0], sizes, bias)
 
@@ -133,13 +136,14 @@ def _block_products(tiles: torch.Tensor, blocks: Iterable[tuple[int, torch.Tenso
     return products
 
 
-def winograd_conv3x3_per_call(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias)`` (3x3, stride 1, no padding) by F(2x2, 3x3) with the kernels transformed from
-    ``weight`` at this call, block by block of output channels, and nothing kept: inference without the 16/9 of
-    the weights that prepared kernels hold (1.2 GB for pix2pixHD's res blocks in fp32). No gradients."""
+def winograd_conv3x3_per_call(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                              padding: int = 0) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` (3x3, stride 1) by F(2x2, 3x3) with the kernels transformed
+    from ``weight`` at this call, block by block of output channels, and nothing kept: inference without the 16/9
+    of the weights that prepared kernels hold (1.2 GB for pix2pixHD's res blocks in fp32). No gradients."""
     dtype = _compute_dtype(x)
     with torch.autocast("cpu", enabled=False):
-        tiles, sizes = _input_tiles(x, dtype)
+        tiles, sizes = _input_tiles(x, dtype, padding)
         products = _block_products(tiles, _kernel_blocks(weight, dtype), weight.shape[0])
         return _output_tiles(products, x.shape[0], sizes, bias)
 
@@ -172,14 +176,9 @@ class WinogradConv3x3(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         tiles, weight, *kept = ctx.saved_tensors
-        out_h, out_w, tiles_h, tiles_w = ctx.sizes
-        batch, channels, height, width = ctx.input_shape
+        channels = ctx.input_shape[1]
         dtype = tiles.dtype
-        grad = grad_out.to(dtype).permute(0, 2, 3, 1)  # [B, out_h, out_w, K]
-        if out_h % 2 or out_w % 2:
-            grad = F.pad(grad, (0, 0, 0, out_w % 2, 0, out_h % 2))
-        grad = grad.reshape(batch, tiles_h, 2, tiles_w, 2, -1).permute(2, 4, 0, 1, 3, 5).reshape(4, -1)
-        grad_products = torch.matmul(tile_matrix(OUTPUT_T, dtype).t(), grad).view(16, tiles.shape[1], -1)
+        grad_products = _product_gradients(grad_out, ctx.sizes, dtype)  # [16, P, K]
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_tiles = None  # [16, P, C], summed over the blocks of output channels
@@ -187,8 +186,7 @@ class WinogradConv3x3(torch.autograd.Function):
             for start, kernels in zip(starts, kept, strict=True) if kept else _kernel_blocks(weight, dtype):
                 part = torch.matmul(grad_products[:, :, start:start + KERNEL_BLOCK], kernels)
                 grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
-            windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))  # [16 (4x4), P * C]
-            grad_x = _fold_tiles(windows, batch, tiles_h, tiles_w)[:, :, :height, :width].to(ctx.dtypes[0])
+            grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, 0).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
             # In the compute dtype throughout, as autocast's convolution gives a bf16 weight gradient (products
             # summed in fp32, rounded once per matrix product), then written in the weight's dtype.
@@ -205,6 +203,58 @@ class WinogradConv3x3(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
+def _product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    """The gradient of the output [B, K, out_h, out_w] as gradients of the transform-domain products [16, P, K]
+    (the adjoint of ``_output_tiles``), in ``dtype``."""
+    out_h, out_w, tiles_h, tiles_w = sizes
+    batch = grad_out.shape[0]
+    grad = grad_out.to(dtype).permute(0, 2, 3, 1)  # [B, out_h, out_w, K]
+    if out_h % 2 or out_w % 2:
+        grad = F.pad(grad, (0, 0, 0, out_w % 2, 0, out_h % 2))
+    grad = grad.reshape(batch, tiles_h, 2, tiles_w, 2, -1).permute(2, 4, 0, 1, 3, 5).reshape(4, -1)
+    return torch.matmul(tile_matrix(OUTPUT_T, dtype).t(), grad).view(16, batch * tiles_h * tiles_w, -1)
+
+
+def _input_gradient(grad_tiles: torch.Tensor, sizes: tuple[int, int, int, int], input_shape: torch.Size,
+                    padding: int) -> torch.Tensor:
+    """The gradients of the transformed input tiles [16, P, C] as the input's gradient [B, C, H, W] (channels-last
+    memory; the adjoint of ``_input_tiles``: tiles folded back, the padding cut off)."""
+    _, _, tiles_h, tiles_w = sizes
+    batch, _, height, width = input_shape
+    windows = torch.matmul(tile_matrix(INPUT_T, grad_tiles.dtype).t(), grad_tiles.view(16, -1))  # [16, P * C]
+    folded = _fold_tiles(windows, batch, tiles_h, tiles_w)
+    return folded[:, :, padding:padding + height, padding:padding + width]
+
+
+class FrozenWinogradConv3x3(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, padding=padding)`` (3x3, stride 1) by F(2x2, 3x3) with kernels transformed once
+    (``transform_kernels``) of a frozen layer, differentiable in ``x`` only: a fixed network that gradients pass
+    through, as VGG19 in the perceptual loss. Saves nothing but the kernels it was given."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None,
+                padding: int) -> torch.Tensor:
+        dtype = _compute_dtype(x)
+        with torch.autocast("cpu", enabled=False):
+            tiles, sizes = _input_tiles(x, dtype, padding)
+            # torch.matmul as in training (on an AVX2 EPYC 13-26 % faster than _matmul_nt's oneDNN products)
+            out = _output_tiles(torch.matmul(tiles, kernels.to(dtype).transpose(1, 2)), x.shape[0], sizes, bias)
+        if out._is_view():  # (no bias) autograd forbids in-place changes of a view made in a Function
+            out = out.clone(memory_format=torch.channels_last)
+        ctx.save_for_backward(kernels)
+        ctx.sizes, ctx.input_shape, ctx.padding, ctx.dtype = sizes, x.shape, padding, (dtype, x.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (kernels,) = ctx.saved_tensors
+        dtype, x_dtype = ctx.dtype
+        grad_products = _product_gradients(grad_out, ctx.sizes, dtype)  # [16, P, K]
+        grad_tiles = torch.matmul(grad_products, kernels.to(dtype))  # [16, P, C]
+        grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, ctx.padding).to(x_dtype)
+        return grad_x, None, None, None
+
+
 #: Under ``--conv_algorithm auto`` training and fp32 inference run by Winograd only on calls with at least this
 #: many output pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there took
 #: 3.12 s against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15; an fp32 step 7.65 against 8.99; fp32 inference
@@ -217,43 +267,58 @@ AUTO_MIN_PIXELS = 512
 MIN_CHANNELS = 512
 
 
-class Conv3x3(nn.Conv2d):
-    """An ``nn.Conv2d`` 3x3, stride 1, no padding (the res blocks pad by reflection first) that can run by Winograd
-    on the CPU; state-dict keys are those of nn.Conv2d. It runs directly unless ``use_winograd`` was called (the
-    runtime does so for ``--conv_algorithm``: ``synth.runtime.cast_for_inference``, ``use_training_algorithm``)."""
+def _retransform_kernels(layer: Conv3x3, _keys: object) -> None:
+    """After ``load_state_dict``: kernels transformed from the old weight would be stale; transform the new one."""
+    if layer.kernels is not None:
+        with torch.no_grad():
+            layer.kernels = transform_kernels(layer.weight)
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=3)
+
+class Conv3x3(nn.Conv2d):
+    """An ``nn.Conv2d`` 3x3, stride 1, zero ``padding`` (none in the res blocks, which pad by reflection first; 1 in
+    VGG19) that can run by Winograd on the CPU; state-dict keys are those of nn.Conv2d. It runs directly unless
+    ``use_winograd`` was called (the runtime does so for ``--conv_algorithm``: ``synth.runtime.cast_for_inference``,
+    ``use_training_algorithm``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: int = 0) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=padding)
         self.kernels: torch.Tensor | None = None
         self.per_call = False
         self.min_pixels = 0
+        self.register_load_state_dict_post_hook(_retransform_kernels)
 
-    def use_winograd(self, per_call: bool = False, min_pixels: int = 0) -> bool:
-        """Run by Winograd from now on, if the layer is wide enough for it to pay (``MIN_CHANNELS``). By default
-        (inference, once the weights are final: after loading and any dtype cast) the weight is transformed once
-        and kept (16/9 of its size, in its dtype); ``per_call`` transforms it at every call instead, block by block
-        (differentiably where gradients flow: training; without keeping anything otherwise: fp32 inference), on
-        calls with at least ``min_pixels`` output pixels (smaller ones run directly). Returns whether it will."""
-        if min(self.in_channels, self.out_channels) < MIN_CHANNELS:
+    def use_winograd(self, per_call: bool = False, min_pixels: int = 0, min_channels: int | None = None) -> bool:
+        """Run by Winograd from now on, if the layer is wide enough for it to pay (``min_channels``) and on calls
+        with at least ``min_pixels`` output pixels (smaller ones run directly); ``min_channels`` defaults to
+        ``MIN_CHANNELS``, measured for the res blocks. By default (inference, or a frozen
+        layer, once the weights are final: after loading and any dtype cast) the weight is transformed once and
+        kept (16/9 of its size, in its dtype); gradients then flow to the input only. ``per_call`` transforms it
+        at every call instead, block by block (differentiably where gradients flow: training; without keeping
+        anything otherwise: fp32 inference). Returns whether it will."""
+        if min(self.in_channels, self.out_channels) < (MIN_CHANNELS if min_channels is None else min_channels):
             return False
+        self.min_pixels = min_pixels
         if per_call:
-            self.per_call, self.min_pixels = True, min_pixels
+            self.per_call = True
             return True
         with torch.no_grad():
             self.kernels = transform_kernels(self.weight)  # exact coefficients; one rounding in bf16 too
         return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or (self.kernels is None and not self.per_call):
+            return super().forward(x)
+        padding = self.padding[0]
+        if x.shape[0] * (x.shape[2] + 2 * padding - 2) * (x.shape[3] + 2 * padding - 2) < self.min_pixels:
             return super().forward(x)
         if self.kernels is not None:
-            if torch.is_grad_enabled() and self.weight.requires_grad:
+            if not torch.is_grad_enabled():
+                return winograd_conv3x3(x, self.kernels, self.bias, padding)
+            if self.weight.requires_grad:
                 raise RuntimeError("Conv3x3: prepared for inference by use_winograd (its transformed kernels would "
                                    "not follow weight updates); run it under torch.inference_mode() or "
-                                   "torch.no_grad(), or switch it with use_winograd(per_call=True)")
-            return winograd_conv3x3(x, self.kernels, self.bias)
-        if self.per_call and x.shape[0] * (x.shape[2] - 2) * (x.shape[3] - 2) >= self.min_pixels:
-            if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-                return WinogradConv3x3.apply(x, self.weight, self.bias)
-            return winograd_conv3x3_per_call(x, self.weight, self.bias)
-        return super().forward(x)
+                                   "torch.no_grad(), freeze the layer, or switch it with use_winograd(per_call=True)")
+            return FrozenWinogradConv3x3.apply(x, self.kernels, self.bias, padding)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return WinogradConv3x3.apply(F.pad(x, (padding,) * 4) if padding else x, self.weight, self.bias)
+        return winograd_conv3x3_per_call(x, self.weight, self.bias, padding)
