@@ -306,7 +306,10 @@ def test_test_py_with_winograd_makes_the_pictures_of_direct_convolutions(demo_ro
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 6, 6), (1, 4, 1, 1), (3, 2, 8, 5)])
-def test_a_frozen_padded_layer_gives_the_values_and_input_gradients_of_a_direct_convolution(shape):
+@pytest.mark.parametrize("band_bytes", [2 ** 23, 1])  # the whole map in one band, or one tile row per band
+def test_a_frozen_padded_layer_gives_the_values_and_input_gradients_of_a_direct_convolution(shape, band_bytes,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(winograd, "BAND_BYTES", band_bytes)
     torch.manual_seed(9)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     weight, bias = torch.randn(6, shape[1], 3, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)

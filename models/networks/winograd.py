@@ -53,33 +53,53 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
 
 
-def _input_tiles(x: torch.Tensor, dtype: torch.dtype,
+def _padded_nhwc(x: torch.Tensor, dtype: torch.dtype,
                  padding: int = 0) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """[B, C, H, W] -> the transformed 4x4 input tiles [16, P, C] (P = B x tiles), and (out_h, out_w, th, tw), for
-    ``padding`` zeros around the input (a convolution's ``padding``, done in the same copy). An odd output size is
-    padded to whole tiles; the extra row / column is cut off later."""
-    batch, channels, height, width = x.shape
+    """[B, C, H, W] -> the input as [B, H', W', C] in ``dtype`` with ``padding`` zeros around it (a convolution's
+    ``padding``) and, for an odd output size, one more row / column to make whole tiles (cut off later); and the
+    sizes (out_h, out_w, tiles_h, tiles_w)."""
+    _, _, height, width = x.shape
     out_h, out_w = height + 2 * padding - 2, width + 2 * padding - 2
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     nhwc = x.to(dtype).permute(0, 2, 3, 1)
     if padding or out_h % 2 or out_w % 2:
         nhwc = F.pad(nhwc, (0, 0, padding, padding + out_w % 2, padding, padding + out_h % 2))
+    return nhwc, (out_h, out_w, (out_h + 1) // 2, (out_w + 1) // 2)
+
+
+def _tiles(nhwc: torch.Tensor) -> torch.Tensor:
+    """[B, 2 th + 2, 2 tw + 2, C] -> its overlapping 4x4 tiles in the transform domain, [16, B x th x tw, C]."""
     windows = nhwc.unfold(1, 4, 2).unfold(2, 4, 2)  # [B, th, tw, C, 4 (row), 4 (col)]
     windows = windows.permute(4, 5, 0, 1, 2, 3).reshape(16, -1)
-    tiles = torch.matmul(tile_matrix(INPUT_T, dtype), windows).view(16, batch * tiles_h * tiles_w, channels)
-    return tiles, (out_h, out_w, tiles_h, tiles_w)
+    return torch.matmul(tile_matrix(INPUT_T, nhwc.dtype), windows).view(16, -1, nhwc.shape[-1])
+
+
+def _input_tiles(x: torch.Tensor, dtype: torch.dtype,
+                 padding: int = 0) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """[B, C, H, W] -> the transformed 4x4 input tiles [16, P, C] (P = B x tiles), and (out_h, out_w, th, tw), for
+    ``padding`` zeros around the input (done in the same copy)."""
+    nhwc, sizes = _padded_nhwc(x, dtype, padding)
+    return _tiles(nhwc), sizes
+
+
+def _output_nhwc(products: torch.Tensor, batch: int, tiles_h: int, tiles_w: int) -> torch.Tensor:
+    """The products [16, P, K] back as whole 2x2 output tiles, [B, 2 th, 2 tw, K]."""
+    out = torch.matmul(tile_matrix(OUTPUT_T, products.dtype), products.reshape(16, -1))  # [4 = 2x2, P * K]
+    out = out.view(2, 2, batch, tiles_h, tiles_w, -1).permute(2, 3, 0, 4, 1, 5)
+    return out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)
+
+
+def _finish_output(out: torch.Tensor, sizes: tuple[int, int, int, int], bias: torch.Tensor | None) -> torch.Tensor:
+    """[B, 2 th, 2 tw, K] -> the [B, K, out_h, out_w] output (channels-last memory), plus bias."""
+    out = out[:, :sizes[0], :sizes[1]].permute(0, 3, 1, 2)
+    if bias is not None:  # a new tensor, not a view (an in-place ReLU may follow)
+        out = out + bias.to(out.dtype).view(1, -1, 1, 1)
+    return out
 
 
 def _output_tiles(products: torch.Tensor, batch: int, sizes: tuple[int, int, int, int],
                   bias: torch.Tensor | None) -> torch.Tensor:
     """The products [16, P, K] back as the [B, K, out_h, out_w] output (channels-last memory), plus bias."""
-    out_h, out_w, tiles_h, tiles_w = sizes
-    out = torch.matmul(tile_matrix(OUTPUT_T, products.dtype), products.reshape(16, -1))  # [4 = 2x2, P * K]
-    out = out.view(2, 2, batch, tiles_h, tiles_w, -1).permute(2, 3, 0, 4, 1, 5)
-    out = out.reshape(batch, 2 * tiles_h, 2 * tiles_w, -1)[:, :out_h, :out_w].permute(0, 3, 1, 2)
-    if bias is not None:  # a new tensor, not a view (an in-place ReLU may follow)
-        out = out + bias.to(out.dtype).view(1, -1, 1, 1)
-    return out
+    return _finish_output(_output_nhwc(products, batch, sizes[2], sizes[3]), sizes, bias)
 
 
 def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None = None,
@@ -117,14 +137,22 @@ def _keeps_kernels(dtype: torch.dtype) -> bool:
 
 def _fold_tiles(windows: torch.Tensor, batch: int, tiles_h: int, tiles_w: int) -> torch.Tensor:
     """[16 (4x4), P * C] gradients of the overlapping 4x4 input tiles -> [B, C, 2 th + 2, 2 tw + 2] (channels-last
-    memory), overlaps summed: each 4x4 tile is 2x2 blocks of 2x2 pixels, block (a, b) of tile (y, x) on block
+    memory), overlaps summed (``_add_folded``)."""
+    out = windows.new_zeros(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, windows.shape[1] // (batch * tiles_h * tiles_w))
+    _add_folded(out, windows, tiles_h, tiles_w)
+    return out.permute(0, 3, 1, 2)
+
+
+def _add_folded(out: torch.Tensor, windows: torch.Tensor, tiles_h: int, tiles_w: int) -> None:
+    """Add the [16 (4x4), P * C] gradients of overlapping 4x4 tiles into ``out`` [B, 2 th + 2, 2 tw + 2, C] (rows
+    of a contiguous NHWC map): each 4x4 tile is 2x2 blocks of 2x2 pixels, block (a, b) of tile (y, x) on block
     (y + a, x + b) of the image, so four strided adds do it (F.fold took 8 times as long)."""
-    blocks = windows.view(2, 2, 2, 2, batch, tiles_h, tiles_w, -1).permute(0, 2, 4, 5, 1, 6, 3, 7)
-    out = windows.new_zeros(batch, tiles_h + 1, 2, tiles_w + 1, 2, blocks.shape[-1])
+    batch, channels = out.shape[0], out.shape[-1]
+    blocks = windows.view(2, 2, 2, 2, batch, tiles_h, tiles_w, channels).permute(0, 2, 4, 5, 1, 6, 3, 7)
+    out = out.view(batch, tiles_h + 1, 2, tiles_w + 1, 2, channels)
     for a in range(2):
         for b in range(2):
             out[:, a:a + tiles_h, :, b:b + tiles_w] += blocks[a, b]
-    return out.view(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, -1).permute(0, 3, 1, 2)
 
 
 def _block_products(tiles: torch.Tensor, blocks: Iterable[tuple[int, torch.Tensor]], out_channels: int) -> torch.Tensor:
@@ -203,16 +231,28 @@ class WinogradConv3x3(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
-def _product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
-    """The gradient of the output [B, K, out_h, out_w] as gradients of the transform-domain products [16, P, K]
-    (the adjoint of ``_output_tiles``), in ``dtype``."""
-    out_h, out_w, tiles_h, tiles_w = sizes
-    batch = grad_out.shape[0]
+def _padded_gradient(grad_out: torch.Tensor, sizes: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    """The output's gradient [B, K, out_h, out_w] as [B, 2 th, 2 tw, K] in ``dtype`` (zero rows / columns for the
+    tiles' extra ones)."""
+    out_h, out_w = sizes[:2]
     grad = grad_out.to(dtype).permute(0, 2, 3, 1)  # [B, out_h, out_w, K]
     if out_h % 2 or out_w % 2:
         grad = F.pad(grad, (0, 0, 0, out_w % 2, 0, out_h % 2))
-    grad = grad.reshape(batch, tiles_h, 2, tiles_w, 2, -1).permute(2, 4, 0, 1, 3, 5).reshape(4, -1)
-    return torch.matmul(tile_matrix(OUTPUT_T, dtype).t(), grad).view(16, batch * tiles_h * tiles_w, -1)
+    return grad
+
+
+def _gradient_products(grad: torch.Tensor) -> torch.Tensor:
+    """[B, 2 th, 2 tw, K] output gradients -> the gradients of the transform-domain products [16, B th tw, K] (the
+    adjoint of ``_output_nhwc``)."""
+    batch, height, width, out_channels = grad.shape
+    grad = grad.reshape(batch, height // 2, 2, width // 2, 2, -1).permute(2, 4, 0, 1, 3, 5).reshape(4, -1)
+    return torch.matmul(tile_matrix(OUTPUT_T, grad.dtype).t(), grad).view(16, -1, out_channels)
+
+
+def _product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
+    """The gradient of the output [B, K, out_h, out_w] as gradients of the transform-domain products [16, P, K]
+    (the adjoint of ``_output_tiles``), in ``dtype``."""
+    return _gradient_products(_padded_gradient(grad_out, sizes, dtype))
 
 
 def _input_gradient(grad_tiles: torch.Tensor, sizes: tuple[int, int, int, int], input_shape: torch.Size,
@@ -226,19 +266,38 @@ def _input_gradient(grad_tiles: torch.Tensor, sizes: tuple[int, int, int, int], 
     return folded[:, :, padding:padding + height, padding:padding + width]
 
 
+#: A frozen layer's tiles exist a band of tile rows at a time, at most about this many bytes of them per band:
+#: VGG19's 256-wide layers at 512x256 would otherwise hold 4 x 33 MB at once in forward and backward, and a
+#: training step's peak memory rose by 250 MB (docs/benchmarks.md).
+BAND_BYTES = 2 ** 23
+
+
+def _bands(sizes: tuple[int, int, int, int], batch: int, channels: int, dtype: torch.dtype) -> list[tuple[int, int]]:
+    """(first, end) tile rows of the bands that keep [16, tiles, channels] under ``BAND_BYTES``."""
+    tiles_h, tiles_w = sizes[2:]
+    rows = max(1, BAND_BYTES // (16 * batch * tiles_w * channels * dtype.itemsize))
+    return [(start, min(tiles_h, start + rows)) for start in range(0, tiles_h, rows)]
+
+
 class FrozenWinogradConv3x3(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, padding=padding)`` (3x3, stride 1) by F(2x2, 3x3) with kernels transformed once
     (``transform_kernels``) of a frozen layer, differentiable in ``x`` only: a fixed network that gradients pass
-    through, as VGG19 in the perceptual loss. Saves nothing but the kernels it was given."""
+    through, as VGG19 in the perceptual loss. Works through the map in bands of tile rows (``BAND_BYTES``) and saves
+    nothing but the kernels it was given."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None,
                 padding: int) -> torch.Tensor:
         dtype = _compute_dtype(x)
         with torch.autocast("cpu", enabled=False):
-            tiles, sizes = _input_tiles(x, dtype, padding)
+            nhwc, sizes = _padded_nhwc(x, dtype, padding)
             # torch.matmul as in training (on an AVX2 EPYC 13-26 % faster than _matmul_nt's oneDNN products)
-            out = _output_tiles(torch.matmul(tiles, kernels.to(dtype).transpose(1, 2)), x.shape[0], sizes, bias)
+            kernels_t = kernels.to(dtype).transpose(1, 2)
+            out = nhwc.new_empty(x.shape[0], 2 * sizes[2], 2 * sizes[3], kernels.shape[1])
+            for first, end in _bands(sizes, x.shape[0], max(kernels.shape[1:]), dtype):
+                products = torch.matmul(_tiles(nhwc[:, 2 * first:2 * end + 2]), kernels_t)
+                out[:, 2 * first:2 * end] = _output_nhwc(products, x.shape[0], end - first, sizes[3])
+            out = _finish_output(out, sizes, bias)
         if out._is_view():  # (no bias) autograd forbids in-place changes of a view made in a Function
             out = out.clone(memory_format=torch.channels_last)
         ctx.save_for_backward(kernels)
@@ -249,10 +308,17 @@ class FrozenWinogradConv3x3(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (kernels,) = ctx.saved_tensors
         dtype, x_dtype = ctx.dtype
-        grad_products = _product_gradients(grad_out, ctx.sizes, dtype)  # [16, P, K]
-        grad_tiles = torch.matmul(grad_products, kernels.to(dtype))  # [16, P, C]
-        grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, ctx.padding).to(x_dtype)
-        return grad_x, None, None, None
+        batch, channels, height, width = ctx.input_shape
+        sizes, padding = ctx.sizes, ctx.padding
+        kernels = kernels.to(dtype)
+        grad = _padded_gradient(grad_out, sizes, dtype)  # [B, 2 th, 2 tw, K]
+        folded = grad.new_zeros(batch, 2 * sizes[2] + 2, 2 * sizes[3] + 2, channels)
+        for first, end in _bands(sizes, batch, max(kernels.shape[1:]), dtype):
+            grad_tiles = torch.matmul(_gradient_products(grad[:, 2 * first:2 * end]), kernels)  # [16, P band, C]
+            windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))
+            _add_folded(folded[:, 2 * first:2 * end + 2], windows, end - first, sizes[3])
+        grad_x = folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
+        return grad_x.to(x_dtype), None, None, None
 
 
 #: Under ``--conv_algorithm auto`` training and fp32 inference run by Winograd only on calls with at least this
