@@ -56,8 +56,8 @@ def add_base_options(parser: argparse.ArgumentParser) -> None:
                    help="the wide res blocks' 3x3 convolutions on the CPU (auto: winograd for bf16 inference; for "
                         "fp32 inference (kernels transformed per call) and training (not on a CPU with AMX) on "
                         "res-block maps of 512 pixels or more, i.e. 512x256 images; direct otherwise; winograd: "
-                        "on every map; in fp32 training also VGG19's convolutions 256 wide and more; auto also runs "
-                        "fp32 CPU inference's transposed convolutions channels-last)")
+                        "on every map; in fp32 and bf16 training also VGG19's convolutions 256 wide and more; auto "
+                        "also runs fp32 CPU inference's transposed convolutions channels-last)")
     g.add_argument("--verbose", action="store_true", help="print the networks")
     g.add_argument("--fp16", action="store_true", help="pix2pixHD spelling of --amp fp16")
     g.add_argument("--data_type", type=int, choices=(8, 16, 32), default=32,

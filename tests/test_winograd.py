@@ -365,6 +365,23 @@ def test_vgg19_runs_its_wide_convolutions_by_winograd_with_the_loss_and_gradient
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-6)
 
 
+
+def test_vgg19_by_winograd_under_bf16_autocast_is_as_close_to_fp32_as_direct_bf16():
+    torch.manual_seed(12)
+    direct, ours = VGG19Features(), VGG19Features()
+    ours.load_state_dict(direct.state_dict())
+    assert ours.use_winograd(min_pixels=0) == 8
+    fake, real = torch.rand(1, 3, 48, 64, requires_grad=True), torch.rand(1, 3, 48, 64)
+    exact = torch.autograd.grad(VGGLoss(direct)(fake, real), fake)[0]
+    errors = []
+    for net in (direct, ours):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = VGGLoss(net)(fake, real)
+        grad = torch.autograd.grad(loss, fake)[0]
+        assert grad.dtype == torch.float32
+        errors.append(((grad - exact).norm() / exact.norm()).item())
+    assert 0 < errors[1] < 1.5 * errors[0] + 1e-3, errors  # bf16 rounding, not a wrong transform
+
 def _vgg_trainer(demo_root, run_dir, extra):
     weights = run_dir / "vgg19.pth"
     if not weights.exists():  # random weights in torchvision's key layout (features only)
@@ -375,19 +392,18 @@ def _vgg_trainer(demo_root, run_dir, extra):
     return Trainer(parse_train_options(flags + ["--vgg_weights", str(weights), *extra]))
 
 
-def test_fp32_training_runs_vgg19s_wide_layers_by_winograd_with_kept_kernels_and_the_direct_step(
+def test_training_runs_vgg19s_wide_layers_by_winograd_with_kept_kernels_and_the_direct_step(
         demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: False)
 
     def vgg_layers(trainer):
         return [m for m in trainer.model.vgg_loss.modules() if isinstance(m, Conv3x3)]
 
-    auto = vgg_layers(_vgg_trainer(demo_root, tmp_path, []))
-    wide = [m for m in auto if m.kernels is not None]
-    assert len(wide) == 8 and all(not m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS for m in wide)
-    for extra in (["--amp", "bf16"], ["--conv_algorithm", "direct"]):  # bf16 unmeasured: direct
-        assert not any(m.kernels is not None or m.per_call for m in vgg_layers(_vgg_trainer(demo_root, tmp_path,
-                                                                                             extra)))
+    for extra in ([], ["--amp", "bf16"]):
+        wide = [m for m in vgg_layers(_vgg_trainer(demo_root, tmp_path, extra)) if m.kernels is not None]
+        assert len(wide) == 8 and all(not m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS for m in wide)
+    assert not any(m.kernels is not None or m.per_call
+                   for m in vgg_layers(_vgg_trainer(demo_root, tmp_path, ["--conv_algorithm", "direct"])))
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
     assert not any(m.kernels is not None for m in vgg_layers(_vgg_trainer(demo_root, tmp_path, ["--name", "amx"])))
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: False)
