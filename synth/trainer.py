@@ -47,7 +47,7 @@ from synth.logger import NullLogger, RunLogger
 from synth.models.base_model import StepOutput
 from synth.models.pix2pixhd_model import generator_size_multiple
 from synth.options import options_to_dict, save_options
-from synth.runtime import autocast, prepare_networks, use_training_algorithm
+from synth.runtime import autocast, cast_frozen_networks, prepare_networks, use_training_algorithm
 
 
 class NonFiniteError(SynthError):
@@ -203,6 +203,7 @@ class Trainer:
         self.model = build_model(opt, for_training=True).to(self.device)
         prepare_networks(self.model, opt)
         use_training_algorithm(self.model, opt)
+        cast_frozen_networks(self.model, opt)  # after: kernels transformed from the fp32 weights
         self._use_sample_weights()
         if opt.load_pretrain and resume_state is None:
             self._load_pretrained_global(opt.load_pretrain)

@@ -2,6 +2,8 @@
 --conv_algorithm at inference (its fixed kernels refused where gradients flow) and, differentiable, in training;
 the same pictures and the same training steps as direct convolutions."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -382,6 +384,24 @@ def test_vgg19_by_winograd_under_bf16_autocast_is_as_close_to_fp32_as_direct_bf1
         errors.append(((grad - exact).norm() / exact.norm()).item())
     assert 0 < errors[1] < 1.5 * errors[0] + 1e-3, errors  # bf16 rounding, not a wrong transform
 
+
+@pytest.mark.parametrize("by_winograd", [False, True])
+def test_vgg19_cast_to_bf16_once_gives_autocasts_loss_and_gradient_bit_for_bit(by_winograd):
+    torch.manual_seed(13)
+    fp32 = VGG19Features()
+    if by_winograd:
+        assert fp32.use_winograd(min_pixels=0) == 8
+    cast = copy.deepcopy(fp32).to(torch.bfloat16)  # the kept kernels are a buffer: cast with the weights
+    kernels = [m.kernels for m in cast.modules() if isinstance(m, Conv3x3) and m.kernels is not None]
+    assert len(kernels) == (8 if by_winograd else 0) and all(k.dtype == torch.bfloat16 for k in kernels)
+    fake, real = torch.rand(1, 3, 48, 64, requires_grad=True), torch.rand(1, 3, 48, 64)
+    results = []
+    for net in (fp32, cast):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = VGGLoss(net)(fake, real)
+        results.append((loss, torch.autograd.grad(loss, fake)[0]))
+    assert torch.equal(results[1][0], results[0][0]) and torch.equal(results[1][1], results[0][1])
+
 def _vgg_trainer(demo_root, run_dir, extra):
     weights = run_dir / "vgg19.pth"
     if not weights.exists():  # random weights in torchvision's key layout (features only)
@@ -399,9 +419,11 @@ def test_training_runs_vgg19s_wide_layers_by_winograd_with_kept_kernels_and_the_
     def vgg_layers(trainer):
         return [m for m in trainer.model.vgg_loss.modules() if isinstance(m, Conv3x3)]
 
-    for extra in ([], ["--amp", "bf16"]):
-        wide = [m for m in vgg_layers(_vgg_trainer(demo_root, tmp_path, extra)) if m.kernels is not None]
+    for extra, dtype in (([], torch.float32), (["--amp", "bf16"], torch.bfloat16)):  # bf16: cast once
+        layers = vgg_layers(_vgg_trainer(demo_root, tmp_path, extra))
+        wide = [m for m in layers if m.kernels is not None]
         assert len(wide) == 8 and all(not m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS for m in wide)
+        assert all(m.weight.dtype == dtype for m in layers) and all(m.kernels.dtype == dtype for m in wide)
     assert not any(m.kernels is not None or m.per_call
                    for m in vgg_layers(_vgg_trainer(demo_root, tmp_path, ["--conv_algorithm", "direct"])))
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)

@@ -348,7 +348,9 @@ class Conv3x3(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, padding: int = 0) -> None:
         super().__init__(in_channels, out_channels, kernel_size=3, padding=padding)
-        self.kernels: torch.Tensor | None = None
+        # a buffer (not saved: it follows from the weight), so .to(dtype / device) casts the kept kernels too
+        self.kernels: torch.Tensor | None
+        self.register_buffer("kernels", None, persistent=False)
         self.per_call = False
         self.min_pixels = 0
         self.register_load_state_dict_post_hook(_retransform_kernels)
