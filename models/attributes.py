@@ -33,13 +33,54 @@ class Direction:
         return np.asarray(codes, np.float64) @ self.normal + self.intercept
 
 
+#: The linear SVM's C is chosen among these by cross-validation (``_cross_validated_c``): with a hundred labelled
+#: instances of a 600-dimensional code, C = 1 overfits (held-out Spearman 0.76-0.84 over eight draws of labelled
+#: objects in the acceptance set-up, against 0.83-0.89 chosen).
+SVM_C_GRID = tuple(float(c) for c in np.logspace(-4, 0, 9))
+CV_FOLDS = 5
+
+
+def _linear_boundary(clf, codes: np.ndarray, binary: np.ndarray) -> tuple[np.ndarray, float]:
+    """Fit a linear classifier on standardised codes (so no code dimension dominates); its normal and offset in
+    code space."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(codes)
+    clf.fit(scaler.transform(codes), binary)
+    weight = clf.coef_[0] / scaler.scale_
+    return weight, float(clf.intercept_[0]) - float(weight @ scaler.mean_)
+
+
+def _svm(c: float, seed: int):
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(C=c, max_iter=20000, random_state=seed)
+
+
+def _cross_validated_c(codes: np.ndarray, labels: np.ndarray, binary: np.ndarray, seed: int) -> float:
+    """The C of ``SVM_C_GRID`` whose held-out decision values rank the held-out labels best (mean Spearman over
+    stratified folds): it uses the labels' values, not just their side. C = 1 with too few labels for folds."""
+    from scipy.stats import spearmanr
+    from sklearn.model_selection import StratifiedKFold
+
+    if min(binary.sum(), (~binary).sum()) < CV_FOLDS:
+        return 1.0
+    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed).split(codes, binary))
+
+    def score(c: float) -> float:
+        return float(np.nanmean([spearmanr(codes[test] @ _linear_boundary(_svm(c, seed), codes[train],
+                                                                          binary[train])[0], labels[test])[0]
+                                 for train, test in folds]))
+
+    return max(SVM_C_GRID, key=score)
+
+
 def fit_direction(codes: np.ndarray, labels: np.ndarray, method: str = "svm", seed: int = 0) -> Direction:
-    """Boundary from labelled instances (InterFaceGAN): a linear SVM or logistic regression on standardised codes.
+    """Boundary from labelled instances (InterFaceGAN): a linear SVM (C chosen by cross-validation) or logistic
+    regression on standardised codes.
 
     ``labels`` are binary, or numeric values split at their median (above = positive side)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
 
     codes, labels = np.asarray(codes, np.float64), np.asarray(labels, np.float64)
     if len(codes) != len(labels):
@@ -47,16 +88,13 @@ def fit_direction(codes: np.ndarray, labels: np.ndarray, method: str = "svm", se
     binary = labels > np.median(labels) if len(np.unique(labels)) > 2 else labels == labels.max()
     if binary.all() or not binary.any():
         raise OptionError("the labelled instances must include both sides of the attribute")
-    scaler = StandardScaler().fit(codes)
     if method == "svm":
-        clf = LinearSVC(C=1.0, max_iter=20000, random_state=seed)
+        clf = _svm(_cross_validated_c(codes, labels, binary, seed), seed)
     elif method == "logreg":
         clf = LogisticRegression(C=100.0, max_iter=10000, random_state=seed)  # near-separable: weak penalty
     else:
         raise OptionError(f"unknown direction method '{method}' (svm or logreg)")
-    clf.fit(scaler.transform(codes), binary)
-    weight = clf.coef_[0] / scaler.scale_
-    bias = float(clf.intercept_[0]) - float(weight @ scaler.mean_)
+    weight, bias = _linear_boundary(clf, codes, binary)
     norm = float(np.linalg.norm(weight))
     return Direction(weight / norm, bias / norm)
 

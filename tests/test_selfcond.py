@@ -320,3 +320,16 @@ def test_selfcond_names_a_wrong_pretrained_run_or_label_file(pretrained, demo_ro
     opt = parse_train_options([*flags, "--sc_labels", str(tmp_path / "labels.npz")])
     with pytest.raises(DataError, match="labels.npz: not a pseudo-label file"):
         build_model(opt, for_training=True)
+
+
+def test_the_svms_c_is_chosen_by_cross_validation_where_each_side_has_enough_labels_for_the_folds():
+    rng = np.random.default_rng(3)
+    codes = rng.normal(size=(60, 40))
+    values = codes[:, 0] + 0.1 * rng.normal(size=60)
+    binary = values > np.median(values)
+    assert at._cross_validated_c(codes, values, binary, seed=0) in at.SVM_C_GRID
+    few = np.zeros(60, bool)
+    few[:at.CV_FOLDS - 1] = True  # too few positives for stratified folds
+    assert at._cross_validated_c(codes, few.astype(float), few, seed=0) == 1.0
+    direction = at.fit_direction(codes, values)
+    assert spearmanr(direction.distance(codes), values)[0] > 0.9  # the numeric attribute's axis is found
