@@ -108,6 +108,11 @@ def cpu_has_amx() -> bool:
     return bool(probe()) if probe is not None else False
 
 
+def _frozen_vggs(model: LayoutModel) -> list[VGG19Features]:
+    """The frozen VGG19 networks of a model's perceptual losses."""
+    return [net for net in model.modules() if isinstance(net, VGG19Features)]
+
+
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
     auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU with AMX, where
@@ -121,7 +126,7 @@ def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
             print("--conv_algorithm auto: AMX present, training the res-block convolutions directly")
         return
     min_pixels = AUTO_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
-    vggs = [net for net in model.modules() if isinstance(net, VGG19Features)]
+    vggs = _frozen_vggs(model)
     in_vgg = {id(layer) for net in vggs for layer in net.modules()}
     switched = sum(layer.use_winograd(per_call=True, min_pixels=min_pixels)
                    for layer in model.modules() if isinstance(layer, Conv3x3) and id(layer) not in in_vgg)
@@ -138,7 +143,7 @@ def cast_frozen_networks(model: LayoutModel, opt: argparse.Namespace) -> int:
     autocast runs those convolutions in that dtype anyway. Returns how many networks were cast."""
     if opt.amp not in AMP_DTYPES:
         return 0
-    vggs = [net for net in model.modules() if isinstance(net, VGG19Features)]
+    vggs = _frozen_vggs(model)
     for net in vggs:
         net.to(AMP_DTYPES[opt.amp])
     return len(vggs)
