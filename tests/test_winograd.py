@@ -22,6 +22,7 @@ from synth.models.networks.winograd import (
     Conv3x3,
     FrozenWinogradConv3x3,
     WinogradConv3x3,
+    transform_kernel_gradients,
     transform_kernels,
     winograd_conv3x3,
 )
@@ -110,6 +111,17 @@ def test_training_winograd_under_bf16_autocast_computes_in_bf16_and_keeps_fp32_w
     assert [g.dtype for g in grads] == [torch.float32, torch.float32]
     for got, want in zip((ours, *grads), (exact, *exact_grads), strict=True):
         assert (got.float() - want).abs().max() <= 2 ** -5 * want.abs().max()  # bf16's 8 bits, a few roundings
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_the_weight_gradients_transform_is_the_adjoint_of_the_kernel_transform_in_each_dtype(dtype):
+    torch.manual_seed(11)
+    weight, grads = torch.randn(6, 5, 3, 3, dtype=torch.float64), torch.randn(16, 6, 5, dtype=torch.float64)
+    adjoint = transform_kernel_gradients(grads, 5)  # <T w, u> = <w, T^T u>
+    torch.testing.assert_close((transform_kernels(weight) * grads).sum(), (weight * adjoint).sum())
+    ours = transform_kernel_gradients(grads.to(dtype), 5)  # 16-bit dtypes form the product the other way round
+    assert ours.dtype == dtype and ours.shape == (6, 5, 3, 3)
+    assert (ours.double() - adjoint).abs().max() <= 2 * torch.finfo(dtype).eps * adjoint.abs().max()
 
 
 @pytest.mark.parametrize("kernel_block", [256, 12])  # one block, or blocks of 12, 12 and 8 output channels

@@ -40,6 +40,18 @@ def transform_kernels(weight: torch.Tensor) -> torch.Tensor:
     return torch.matmul(tile_matrix(KERNEL_T, weight.dtype), flat.t()).view(16, out_channels, in_channels)
 
 
+def transform_kernel_gradients(block: torch.Tensor, channels: int) -> torch.Tensor:
+    """The transpose of ``transform_kernels``: [16, k, C] transform-domain gradients -> [k, C, 3, 3] (G^T u G).
+    In 16-bit dtypes the product is formed as [k C, 9] so that writing it into the weight's gradient is a plain
+    copy (the [9, k C] product's transposed write took twice as long, ~1 ms per 256 x 1024 block on Zen 4); in
+    fp32 the [9, k C] product is the faster one."""
+    kernel_t = tile_matrix(KERNEL_T, block.dtype)  # [16, 9]
+    flat = block.view(16, -1)
+    if block.dtype.itemsize <= 2:
+        return torch.matmul(flat.t(), kernel_t).view(block.shape[1], channels, 3, 3)
+    return torch.matmul(kernel_t.t(), flat).t().reshape(block.shape[1], channels, 3, 3)
+
+
 def _matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[N, P, C] @ [N, Q, C]^T -> [N, P, Q]; fp32 on oneDNN one product at a time, other dtypes batched."""
     if a.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
@@ -218,14 +230,12 @@ class WinogradConv3x3(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # In the compute dtype throughout, as autocast's convolution gives a bf16 weight gradient (products
             # summed in fp32, rounded once per matrix product), then written in the weight's dtype.
-            adjoint = tile_matrix(KERNEL_T, dtype).t()  # [9, 16]
             # the [P, K] products transposed into a contiguous copy first (faster than a strided bmm)
             by_channel = grad_products.transpose(1, 2).contiguous()  # [16, K, P]
             grad_weight = torch.empty_like(weight, dtype=ctx.dtypes[1])
             for start in range(0, weight.shape[0], KERNEL_BLOCK):
                 block = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK], tiles)  # [16, k, C]
-                flat = torch.matmul(adjoint, block.view(16, -1))  # [9, k * C]
-                grad_weight[start:start + KERNEL_BLOCK] = flat.t().reshape(block.shape[1], channels, 3, 3)
+                grad_weight[start:start + KERNEL_BLOCK] = transform_kernel_gradients(block, channels)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum((0, 2, 3), dtype=torch.promote_types(ctx.dtypes[1], torch.float32))
         return grad_x, grad_weight, grad_bias
