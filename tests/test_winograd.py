@@ -81,7 +81,9 @@ def test_conv3x3_runs_directly_until_switched_and_keeps_conv2d_state_dict_keys()
 
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 6, 6), (1, 4, 3, 3), (3, 2, 8, 5)])
 @pytest.mark.parametrize("kernel_block", [256, 4])  # 6 output channels in one block, or in blocks of 4 and 2
-def test_training_winograd_gives_the_values_and_gradients_of_a_direct_convolution(shape, kernel_block, monkeypatch):
+@pytest.mark.parametrize("gradient_layout", [torch.contiguous_format, torch.channels_last])
+def test_training_winograd_gives_the_values_and_gradients_of_a_direct_convolution(shape, kernel_block,
+                                                                                  gradient_layout, monkeypatch):
     monkeypatch.setattr(winograd, "KERNEL_BLOCK", kernel_block)
     torch.manual_seed(4)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
@@ -89,7 +91,7 @@ def test_training_winograd_gives_the_values_and_gradients_of_a_direct_convolutio
     bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
     ours, reference = WinogradConv3x3.apply(x, weight, bias), F.conv2d(x, weight, bias)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
-    grad_out = torch.randn_like(reference)
+    grad_out = torch.randn_like(reference).contiguous(memory_format=gradient_layout)  # as the next layer gives it
     for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad_out),
                     torch.autograd.grad(reference, (x, weight, bias), grad_out), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11)

@@ -218,20 +218,19 @@ class WinogradConv3x3(torch.autograd.Function):
         tiles, weight, *kept = ctx.saved_tensors
         channels = ctx.input_shape[1]
         dtype = tiles.dtype
-        grad_products = _product_gradients(grad_out, ctx.sizes, dtype)  # [16, P, K]
+        # by output channel, [16, K, P]: the weight gradient's operand as it is, the input gradient's transposed
+        by_channel = _channel_product_gradients(grad_out, ctx.sizes, dtype)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_tiles = None  # [16, P, C], summed over the blocks of output channels
             starts = range(0, weight.shape[0], KERNEL_BLOCK)
             for start, kernels in zip(starts, kept, strict=True) if kept else _kernel_blocks(weight, dtype):
-                part = torch.matmul(grad_products[:, :, start:start + KERNEL_BLOCK], kernels)
+                part = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK].transpose(1, 2), kernels)
                 grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
             grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, 0).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
             # In the compute dtype throughout, as autocast's convolution gives a bf16 weight gradient (products
             # summed in fp32, rounded once per matrix product), then written in the weight's dtype.
-            # the [P, K] products transposed into a contiguous copy first (faster than a strided bmm)
-            by_channel = grad_products.transpose(1, 2).contiguous()  # [16, K, P]
             grad_weight = torch.empty_like(weight, dtype=ctx.dtypes[1])
             for start in range(0, weight.shape[0], KERNEL_BLOCK):
                 block = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK], tiles)  # [16, k, C]
@@ -259,10 +258,23 @@ def _gradient_products(grad: torch.Tensor) -> torch.Tensor:
     return torch.matmul(tile_matrix(OUTPUT_T, grad.dtype).t(), grad).view(16, -1, out_channels)
 
 
-def _product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, int, int], dtype: torch.dtype) -> torch.Tensor:
-    """The gradient of the output [B, K, out_h, out_w] as gradients of the transform-domain products [16, P, K]
-    (the adjoint of ``_output_tiles``), in ``dtype``."""
-    return _gradient_products(_padded_gradient(grad_out, sizes, dtype))
+def _channel_product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, int, int],
+                               dtype: torch.dtype) -> torch.Tensor:
+    """The gradient of the output [B, K, out_h, out_w] as gradients of the transform-domain products (the adjoint of
+    ``_output_tiles``), in ``dtype``, by output channel: [16, K, P]. The weight gradient's products take it as it
+    is and the input gradient's transposed, so no transposed copy of a [16, P, K] layout is made (2.3 ms per res
+    block at 512x256 in bf16 on Zen 4)."""
+    out_h, out_w, tiles_h, tiles_w = sizes
+    grad = grad_out.to(dtype)
+    if out_h % 2 or out_w % 2:
+        grad = F.pad(grad, (0, out_w % 2, 0, out_h % 2))
+    batch, out_channels = grad.shape[:2]
+    if grad.is_contiguous():  # [B, K, th, 2, tw, 2] -> [2, 2, K, B, th, tw]
+        grad = grad.view(batch, out_channels, tiles_h, 2, tiles_w, 2).permute(3, 5, 1, 0, 2, 4)
+    else:  # from channels-last memory: [B, th, 2, tw, 2, K] -> the same
+        grad = grad.permute(0, 2, 3, 1).reshape(batch, tiles_h, 2, tiles_w, 2, -1).permute(2, 4, 5, 0, 1, 3)
+    grad = grad.reshape(4, -1)
+    return torch.matmul(tile_matrix(OUTPUT_T, dtype).t(), grad).view(16, out_channels, -1)
 
 
 def _input_gradient(grad_tiles: torch.Tensor, sizes: tuple[int, int, int, int], input_shape: torch.Size,
