@@ -128,7 +128,7 @@ def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     min_pixels = AUTO_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
     vggs = _frozen_vggs(model)
     in_vgg = {id(layer) for net in vggs for layer in net.modules()}
-    switched = sum(layer.use_winograd(per_call=True, min_pixels=min_pixels)
+    switched = sum(layer.use_winograd(per_call=True, min_pixels=min_pixels, small_maps_by_matmul=bool(min_pixels))
                    for layer in model.modules() if isinstance(layer, Conv3x3) and id(layer) not in in_vgg)
     frozen = sum(net.use_winograd(min_pixels) for net in vggs) if opt.amp != "fp16" else 0
     if opt.verbose:

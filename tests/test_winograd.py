@@ -22,6 +22,7 @@ from synth.models.networks.winograd import (
     Conv3x3,
     FrozenWinogradConv3x3,
     WinogradConv3x3,
+    matmul_conv3x3,
     transform_kernel_gradients,
     transform_kernels,
     winograd_conv3x3,
@@ -172,7 +173,7 @@ def test_training_by_winograd_gives_the_direct_step_and_auto_takes_it_on_large_m
     train = ["--conv_algorithm", "winograd"]
     bf16 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]))
     auto = [m for m in bf16.model.modules() if isinstance(m, Conv3x3)]  # auto under bf16: on large maps only
-    assert auto and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS
+    assert auto and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS and m.small_maps_by_matmul
                         for m in auto)
     fp32 = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "f")))
     auto = [m for m in fp32.model.modules() if isinstance(m, Conv3x3)]  # auto in fp32 too: on large maps only
@@ -180,7 +181,8 @@ def test_training_by_winograd_gives_the_direct_step_and_auto_takes_it_on_large_m
     direct = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "a") + ["--conv_algorithm", "direct"]))
     ours = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path / "b") + train))
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
-    assert layers and all(m.per_call and m.kernels is None and m.min_pixels == 0 for m in layers)
+    assert layers and all(m.per_call and m.kernels is None and m.min_pixels == 0 and not m.small_maps_by_matmul
+                          for m in layers)
     assert not any(m.per_call for m in direct.model.modules() if isinstance(m, Conv3x3))
     _assert_same_steps(direct, ours)
     with torch.no_grad():  # visuals and evaluation in a training run: no graph, same path
@@ -205,6 +207,61 @@ def test_auto_training_winograd_takes_large_maps_only(monkeypatch):
     for shape in [(1, 512, 10, 18), (1, 512, 18, 34), (4, 512, 10, 18)]:  # 8x16, 16x32, 4 x 8x16 outputs
         layer(torch.randn(*shape)).sum().backward()
     assert calls == [(1, 512, 18, 34), (4, 512, 10, 18)]
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_matrix_product_convolution_gives_the_values_and_gradients_of_a_direct_one(padding, with_bias):
+    torch.manual_seed(11)
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True) if with_bias else None
+    ours, reference = matmul_conv3x3(x, weight, bias, padding), F.conv2d(x, weight, bias, padding=padding)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    inputs = (x, weight, bias) if with_bias else (x, weight)
+    grad_out = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad_out), torch.autograd.grad(reference, inputs, grad_out),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+
+
+def test_the_matrix_product_convolution_under_bf16_autocast_is_as_close_as_the_direct_one():
+    torch.manual_seed(12)
+    x = torch.randn(1, 64, 8, 16, requires_grad=True)
+    weight = (torch.randn(64, 64, 3, 3) / 24).requires_grad_(True)
+    exact = F.conv2d(x.double(), weight.double())
+    exact_grads = torch.autograd.grad(exact.sum(), (x, weight))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, direct = matmul_conv3x3(x, weight), F.conv2d(x, weight)
+    assert ours.dtype == direct.dtype == torch.bfloat16
+    grads = torch.autograd.grad(ours.float().sum(), (x, weight))
+    direct_grads = torch.autograd.grad(direct.float().sum(), (x, weight))
+    assert [g.dtype for g in grads] == [torch.float32, torch.float32]
+    for got, baseline, want in zip((ours, *grads), (direct, *direct_grads), (exact, *exact_grads), strict=True):
+        error, direct_error = ((v.double() - want).abs().max() for v in (got, baseline))
+        assert error <= 2 * direct_error + 1e-6 * want.abs().max()
+
+
+def test_auto_trains_small_maps_as_one_matrix_product_in_bf16_and_directly_in_fp32(monkeypatch):
+    calls = []
+    monkeypatch.setattr(winograd, "matmul_conv3x3",
+                        lambda x, weight, bias, padding: calls.append(x.shape) or F.conv2d(x, weight, bias))
+    monkeypatch.setattr(WinogradConv3x3, "apply", lambda *args: calls.append("winograd") or F.conv2d(*args))
+    layer = Conv3x3(512, 512)
+    layer.use_winograd(per_call=True, min_pixels=512, small_maps_by_matmul=True)
+    small, large = torch.randn(1, 512, 10, 18), torch.randn(1, 512, 18, 34)  # 8x16 and 16x32 outputs
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(small).float().sum().backward()
+        layer(large).float().sum().backward()
+    assert calls == [(1, 512, 10, 18), "winograd"]
+    layer(small).sum().backward()  # fp32: directly
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(small)  # no gradients (visuals in a training run): directly
+    frozen = Conv3x3(512, 512).requires_grad_(False)
+    frozen.use_winograd(per_call=True, min_pixels=512, small_maps_by_matmul=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        frozen(small.requires_grad_())
+    assert calls == [(1, 512, 10, 18), "winograd"]
 
 
 @pytest.mark.parametrize("kernel_block", [256, 4])  # 6 output channels in one block, or in blocks of 4 and 2
