@@ -9,6 +9,7 @@ import torch
 
 from synth.core.errors import OptionError
 from synth.models.losses import GANLoss, VGGLoss, feature_matching_loss
+from synth.models.losses.vgg_perceptual import VGG_LAYER_WEIGHTS, L1Distance
 from synth.models.networks import VGG19Features
 
 
@@ -98,3 +99,44 @@ def test_vgg_loss_gradients_reach_fake_only(vgg_loss):
     assert fake.grad is not None and fake.grad.abs().sum() > 0
     assert real.grad is None
     assert all(p.grad is None and not p.requires_grad for p in vgg_loss.parameters())
+
+
+@pytest.mark.parametrize("dtype, autocast", [(torch.float64, False), (torch.float32, False), (torch.bfloat16, True)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_l1_distance_gives_l1_loss_value_and_gradients_bit_for_bit_in_the_fakes_layout(dtype, autocast, layout):
+    torch.manual_seed(3)
+    fake, real = (torch.randn(2, 8, 6, 10).to(dtype).contiguous(memory_format=layout) for _ in range(2))
+    fake[0, 0] = real[0, 0]  # equal values: no gradient there, as F.l1_loss's sgn(0)
+    ours, theirs = ((fake.clone().requires_grad_(), real.clone().requires_grad_()) for _ in range(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss_ours = 0.37 * L1Distance.apply(*ours)
+        loss_theirs = 0.37 * torch.nn.functional.l1_loss(*theirs)
+    (loss_ours * 3).backward()
+    (loss_theirs * 3).backward()
+    assert loss_ours.dtype == loss_theirs.dtype and torch.equal(loss_ours, loss_theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.grad.dtype == dtype and torch.equal(a.grad, b.grad)
+    assert ours[0].grad.is_contiguous(memory_format=layout)
+    assert (ours[0].grad[0, 0] == 0).all() and (ours[0].grad[1] != 0).all()
+
+
+def test_vgg_loss_on_the_cpu_runs_vgg19_channels_last_with_the_contiguous_loss_and_gradient(vgg_loss):
+    torch.manual_seed(4)
+    fake = (torch.rand(1, 3, 32, 48) * 2 - 1).requires_grad_()
+    real = torch.rand(1, 3, 32, 48) * 2 - 1
+    layouts = []
+    hook = vgg_loss.vgg.slice1.register_forward_hook(
+        lambda _m, _a, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)))
+    try:
+        loss = vgg_loss(fake, real)
+    finally:
+        hook.remove()
+    (grad,) = torch.autograd.grad(loss, fake)
+    assert layouts == [True, True]  # fake and real passes
+    fake_features = vgg_loss.vgg(fake)  # contiguous maps, F.l1_loss
+    with torch.no_grad():
+        real_features = vgg_loss.vgg(real)
+    expected = sum(w * torch.nn.functional.l1_loss(f, r)
+                   for w, f, r in zip(VGG_LAYER_WEIGHTS, fake_features, real_features, strict=True))
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected, fake)[0], rtol=1e-4, atol=1e-8)
