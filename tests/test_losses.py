@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from synth.core.errors import OptionError
-from synth.models.losses import GANLoss, VGGLoss, feature_matching_loss
-from synth.models.losses.vgg_perceptual import VGG_LAYER_WEIGHTS, L1Distance
+from synth.models.losses import VGG_LAYER_WEIGHTS, GANLoss, L1Distance, VGGLoss, feature_matching_loss
 from synth.models.networks import VGG19Features
 
 

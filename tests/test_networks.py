@@ -133,6 +133,24 @@ def test_multiscale_discriminator_outputs_full_resolution_first(interm):
         assert scale[-1].shape == (2, 1, expected[-1], expected[-1])
 
 
+def test_multiscale_discriminator_runs_channels_last_on_the_cpu_with_the_contiguous_outputs_and_gradients():
+    torch.manual_seed(2)
+    net = MultiscaleDiscriminator(6, ndf=8, n_layers=3, num_D=2)
+    x = torch.randn(1, 6, 40, 56, requires_grad=True)
+    seen = []
+    net.scales[0].layers[0].register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    ours = net(x)
+    assert seen == [True]
+    reference = [net.scales[0](x.contiguous()), net.scales[1](net.downsample(x.contiguous()))]
+    loss_ours = sum(f.float().square().mean() for scale in ours for f in scale)
+    loss_reference = sum(f.float().square().mean() for scale in reference for f in scale)
+    torch.testing.assert_close(loss_ours, loss_reference, rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(loss_ours, [x, *net.parameters()]),
+                    torch.autograd.grad(loss_reference, [x, *net.parameters()]), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_nlayer_discriminator_structure_independent_of_interm_feat():
     with_feats = NLayerDiscriminator(4, 8, 2, get_interm_feat=True).state_dict()
     without = NLayerDiscriminator(4, 8, 2, get_interm_feat=False).state_dict()

@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from synth.models.losses.l1 import L1Distance
 from synth.models.networks.vgg import VGG19Features
 
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
-
-
-class L1Distance(torch.autograd.Function):
-    """``F.l1_loss(fake, real)``, the same value and the same gradient bit for bit, with the gradient made in
-    ``fake``'s memory format and dtype in one pass: ``F.l1_loss``'s comes back contiguous and in fp32 under autocast,
-    and adding that into a channels-last bf16 VGG19 backward cost more than the loss itself. Saves both inputs."""
-
-    @staticmethod
-    def forward(ctx, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(fake, real)
-        wide = torch.promote_types(torch.promote_types(fake.dtype, real.dtype), torch.float32)
-        with torch.autocast(fake.device.type, enabled=False):
-            return F.l1_loss(fake.to(wide), real.to(wide))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        fake, real = ctx.saved_tensors
-        # sgn(fake - real) is exact in any dtype (a difference of two floats is zero only when they are equal), and
-        # grad / n is rounded once into fake's dtype, as F.l1_loss's gradient is when autocast casts it back
-        grad_fake = torch.sub(fake, real).sgn_().mul_((grad / fake.numel()).to(fake.dtype)).to(fake.dtype)
-        return grad_fake, (-grad_fake).to(real.dtype) if ctx.needs_input_grad[1] else None
 
 
 class VGGLoss(nn.Module):
