@@ -139,10 +139,12 @@ class Pix2PixHDModel(LayoutModel):
         through the fake pass only (one pass on the stacked pairs made backward carry zero gradients through the
         real half as well, about 3 % of a 512x256 step)."""
         # Under autocast G's output is already in the autocast dtype: D's input is built in it, so D's first
-        # convolution casts nothing and its backward casts no [B, C, H, W] gradient back to fp32.
-        semantics = semantics.to(fake.dtype)
-        fake_pair = torch.cat([semantics, fake], dim=1)
-        real_pair = torch.cat([semantics, real.to(fake.dtype)], dim=1)
+        # convolution casts nothing and its backward casts no [B, C, H, W] gradient back to fp32. On the CPU D runs
+        # channels-last: the label channels are moved once, with the cast, not in both pairs (26 ms each at 512x256).
+        layout = torch.channels_last if fake.device.type == "cpu" else torch.preserve_format
+        semantics = semantics.to(fake.dtype, memory_format=layout)
+        fake_pair = torch.cat([semantics, fake.to(memory_format=layout)], dim=1)
+        real_pair = torch.cat([semantics, real.to(fake.dtype, memory_format=layout)], dim=1)
         return self.run("D", fake_pair), self.run("D", real_pair)
 
     def compute_losses(self, batch: dict) -> StepOutput:

@@ -140,12 +140,13 @@ def test_bf16_autocast_step_on_cpu(demo_root, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.netG.parameters(), strict=True))
 
 
-def test_bf16_discriminator_input_is_built_in_bf16_with_the_same_outputs(demo_root, tmp_path):
+def test_bf16_discriminator_input_is_built_in_bf16_channels_last_with_the_same_outputs(demo_root, tmp_path):
     trainer = Trainer(parse_train_options(tiny_flags(demo_root, tmp_path) + ["--amp", "bf16"]))
     model = trainer.model
     semantics, real = model.encode_input(next(iter(trainer.loader)))
     seen = []
-    hook = model.netD.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    hook = model.netD.register_forward_pre_hook(
+        lambda module, args: seen.append((args[0].dtype, args[0].is_contiguous(memory_format=torch.channels_last))))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         fake = model.netG(model.generator_input(semantics))
         pred_fake, pred_real = model.discriminate(semantics, fake, real)
@@ -153,7 +154,8 @@ def test_bf16_discriminator_input_is_built_in_bf16_with_the_same_outputs(demo_ro
         # what D computed before: fp32 pairs, cast to bf16 by autocast at D's first convolution
         old_fake = model.netD(torch.cat([semantics, fake.float()], 1))
         old_real = model.netD(torch.cat([semantics, real], 1))
-    assert seen == [torch.bfloat16, torch.bfloat16]  # no fp32 copy of either pair (nor of its gradient)
+    # no fp32 copy of either pair (nor of its gradient), and both built channels-last, as D runs on the CPU
+    assert seen == [(torch.bfloat16, True), (torch.bfloat16, True)]
     for new_layer, old_layer in zip(pred_fake[0] + pred_real[0], old_fake[0] + old_real[0], strict=True):
         assert torch.equal(new_layer, old_layer)  # full-resolution D: bit for bit
 
