@@ -116,7 +116,8 @@ def _frozen_vggs(model: LayoutModel) -> list[VGG19Features]:
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
     auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU with AMX, where
-    the direct bf16 convolutions are faster (fp32 there is unmeasured: direct too). The frozen VGG19 of the
+    the direct bf16 convolutions are faster (fp32 there is unmeasured: direct too); under auto their bf16 calls on
+    smaller maps run as one matrix product (``matmul_conv3x3``: no weight reorders). The frozen VGG19 of the
     perceptual loss runs its wide convolutions by Winograd too, kernels transformed once, in fp32 and bf16 (its loss
     and input gradient 1.15-1.17x faster at 512x256 on Zen 4 with native bf16; fp16 is CUDA-only: direct)."""
     if conv_algorithm(opt) != "winograd":
