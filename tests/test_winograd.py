@@ -52,6 +52,38 @@ def test_fp32_stays_within_fp32_rounding_of_a_direct_convolution():
     torch.testing.assert_close(ours, F.conv2d(x, weight, bias), rtol=1e-5, atol=1e-5)
 
 
+ONEDNN_CHOICES = [False, *([True] if winograd._onednn_available() else [])]
+
+
+@pytest.mark.parametrize("onednn", ONEDNN_CHOICES)
+def test_batched_fp32_products_by_either_library_give_torch_matmuls_values_for_any_strides(onednn):
+    torch.manual_seed(11)
+    a = torch.randn(3, 9, 5).transpose(1, 2)  # [3, 5, 9], transposed matrices as the backward products take them
+    b = torch.randn(3, 7, 9).transpose(1, 2)  # [3, 9, 7]
+    exact = torch.matmul(a.double(), b.double())
+    torch.testing.assert_close(winograd.batched_products(a, b, onednn=onednn).double(), exact, rtol=1e-5, atol=1e-5)
+    out = torch.zeros(3, 5, 10)
+    winograd.batched_products(a, b, out=out[:, :, 2:9], onednn=onednn)  # columns of a wider tensor, as the blocks
+    torch.testing.assert_close(out[:, :, 2:9].double(), exact, rtol=1e-5, atol=1e-5)
+    assert out[:, :, :2].abs().max() == 0 and out[:, :, 9:].abs().max() == 0
+
+
+@pytest.mark.parametrize("onednn", ONEDNN_CHOICES)
+def test_fp32_training_winograd_on_either_library_stays_within_fp32_rounding_of_a_direct_convolution(onednn,
+                                                                                                   monkeypatch):
+    monkeypatch.setattr(winograd, "fp32_products_by_onednn", lambda: onednn)
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK", 4)
+    torch.manual_seed(12)
+    x = torch.randn(1, 16, 10, 12, requires_grad=True)
+    weight = (torch.randn(8, 16, 3, 3) / 12).requires_grad_()
+    ours, reference = WinogradConv3x3.apply(x, weight, None), F.conv2d(x, weight)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    grad_out = torch.randn_like(reference)
+    for a, b in zip(torch.autograd.grad(ours, (x, weight), grad_out),
+                    torch.autograd.grad(reference, (x, weight), grad_out), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_under_bf16_autocast_it_computes_in_bf16_within_bf16_error():
     torch.manual_seed(2)
     x, weight = torch.randn(1, 32, 10, 10), torch.randn(32, 32, 3, 3) / 17

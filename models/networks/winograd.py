@@ -8,13 +8,14 @@ pix2pixHD's generator (1024 channels at 1/16 of the image) are the bulk of a ste
 itself, so this is for CPU runs only. For inference the kernels are transformed once, when the weights are final
 (``winograd_conv3x3``), or, where keeping them would cost too much memory (fp32), again at every call
 (``winograd_conv3x3_per_call``); for training (``WinogradConv3x3``) they are transformed at every call and
-backward runs the exact adjoints (docs/benchmarks.md says where each pays). Prepared fp32 inference products run on
-oneDNN (``mkldnn_linear``: the default BLAS takes its slower generic path on some CPUs); the others on
+backward runs the exact adjoints (docs/benchmarks.md says where each pays). fp32 products run on oneDNN where the
+CPU has AVX-512 (``fp32_products_by_onednn``), and for prepared inference on every CPU; the others on
 ``torch.matmul``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -52,12 +53,42 @@ def transform_kernel_gradients(block: torch.Tensor, channels: int) -> torch.Tens
     return torch.matmul(kernel_t.t(), flat).t().reshape(block.shape[1], channels, 3, 3)
 
 
+def _onednn_available() -> bool:
+    """Whether torch was built with oneDNN's matrix product for dense tensors (x86 builds)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+@functools.cache
+def fp32_products_by_onednn() -> bool:
+    """Whether this CPU's fp32 matrix products run on oneDNN (``_linear_pointwise``) rather than the default BLAS:
+    where torch runs AVX-512 kernels. On Zen 5 MKL takes its AVX2 path, 150-175 GFLOP/s against oneDNN's 290-400 at
+    the res blocks' shapes (docs/benchmarks.md); on an AVX2-only EPYC MKL was 13-26 % faster."""
+    return _onednn_available() and torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+def _onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[M, K] @ [K, N] in fp32 by oneDNN, any strides (its ``a @ w^T``, with ``w = b^T``)."""
+    return torch.ops.mkldnn._linear_pointwise(a, b.t(), None, "none", [], "")
+
+
+def batched_products(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
+                     onednn: bool | None = None) -> torch.Tensor:
+    """[N, M, K] @ [N, K, L] -> [N, M, L] (any strides; into ``out`` if given): fp32 by oneDNN one product at a time
+    where ``onednn`` (default: ``fp32_products_by_onednn()``), otherwise ``torch.matmul`` (16-bit dtypes run on
+    oneDNN there already)."""
+    if a.dtype != torch.float32 or not (fp32_products_by_onednn() if onednn is None else onednn):
+        return torch.matmul(a, b) if out is None else torch.matmul(a, b, out=out)
+    if out is None:  # each product is written while it is in cache (torch.stack of the 16 was a pass more)
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+    for i in range(a.shape[0]):
+        out[i] = _onednn_mm(a[i], b[i])
+    return out
+
+
 def _matmul_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[N, P, C] @ [N, Q, C]^T -> [N, P, Q]; fp32 on oneDNN one product at a time, other dtypes batched."""
-    if a.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
-        return torch.matmul(a, b.transpose(1, 2))
-    return torch.stack([torch._C._nn.mkldnn_linear(a[i].contiguous().to_mkldnn(), b[i]).to_dense()
-                        for i in range(a.shape[0])])
+    """[N, P, C] @ [N, Q, C]^T -> [N, P, Q] for prepared inference: fp32 on oneDNN on every CPU with it (the default
+    BLAS takes its slower generic path on some CPUs), other dtypes batched."""
+    return batched_products(a, b.transpose(1, 2), onednn=_onednn_available())
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -172,7 +203,7 @@ def _block_products(tiles: torch.Tensor, blocks: Iterable[tuple[int, torch.Tenso
     each block written straight into its columns (no list of blocks to concatenate)."""
     products = tiles.new_empty(tiles.shape[0], tiles.shape[1], out_channels)
     for start, kernels in blocks:
-        torch.bmm(tiles, kernels.transpose(1, 2), out=products[:, :, start:start + kernels.shape[1]])
+        batched_products(tiles, kernels.transpose(1, 2), out=products[:, :, start:start + kernels.shape[1]])
     return products
 
 
@@ -225,7 +256,7 @@ class WinogradConv3x3(torch.autograd.Function):
             grad_tiles = None  # [16, P, C], summed over the blocks of output channels
             starts = range(0, weight.shape[0], KERNEL_BLOCK)
             for start, kernels in zip(starts, kept, strict=True) if kept else _kernel_blocks(weight, dtype):
-                part = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK].transpose(1, 2), kernels)
+                part = batched_products(by_channel[:, start:start + KERNEL_BLOCK].transpose(1, 2), kernels)
                 grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
             grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, 0).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
@@ -233,7 +264,7 @@ class WinogradConv3x3(torch.autograd.Function):
             # summed in fp32, rounded once per matrix product), then written in the weight's dtype.
             grad_weight = torch.empty_like(weight, dtype=ctx.dtypes[1])
             for start in range(0, weight.shape[0], KERNEL_BLOCK):
-                block = torch.matmul(by_channel[:, start:start + KERNEL_BLOCK], tiles)  # [16, k, C]
+                block = batched_products(by_channel[:, start:start + KERNEL_BLOCK], tiles)  # [16, k, C]
                 grad_weight[start:start + KERNEL_BLOCK] = transform_kernel_gradients(block, channels)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum((0, 2, 3), dtype=torch.promote_types(ctx.dtypes[1], torch.float32))
@@ -313,11 +344,11 @@ class FrozenWinogradConv3x3(torch.autograd.Function):
         dtype = _compute_dtype(x)
         with torch.autocast("cpu", enabled=False):
             nhwc, sizes = _padded_nhwc(x, dtype, padding)
-            # torch.matmul as in training (on an AVX2 EPYC 13-26 % faster than _matmul_nt's oneDNN products)
+            # products as in training (on an AVX2 EPYC the default BLAS was 13-26 % faster than oneDNN)
             kernels_t = kernels.to(dtype).transpose(1, 2)
             out = nhwc.new_empty(x.shape[0], 2 * sizes[2], 2 * sizes[3], kernels.shape[1])
             for first, end in _bands(sizes, x.shape[0], max(kernels.shape[1:]), dtype):
-                products = torch.matmul(_tiles(nhwc[:, 2 * first:2 * end + 2]), kernels_t)
+                products = batched_products(_tiles(nhwc[:, 2 * first:2 * end + 2]), kernels_t)
                 out[:, 2 * first:2 * end] = _output_nhwc(products, x.shape[0], end - first, sizes[3])
             out = _finish_output(out, sizes, bias)
         if out._is_view():  # (no bias) autograd forbids in-place changes of a view made in a Function
@@ -336,7 +367,7 @@ class FrozenWinogradConv3x3(torch.autograd.Function):
         grad = _padded_gradient(grad_out, sizes, dtype)  # [B, 2 th, 2 tw, K]
         folded = grad.new_zeros(batch, 2 * sizes[2] + 2, 2 * sizes[3] + 2, channels)
         for first, end in _bands(sizes, batch, max(kernels.shape[1:]), dtype):
-            grad_tiles = torch.matmul(_gradient_products(grad[:, 2 * first:2 * end]), kernels)  # [16, P band, C]
+            grad_tiles = batched_products(_gradient_products(grad[:, 2 * first:2 * end]), kernels)  # [16, P band, C]
             windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))
             _add_folded(folded[:, 2 * first:2 * end + 2], windows, end - first, sizes[3])
         grad_x = folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
