@@ -157,9 +157,11 @@ def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor 
         return _output_tiles(products, x.shape[0], sizes, bias)
 
 
-#: Output channels whose kernels are transformed at a time in training (16 x 256 x 1024 fp32: 17 MB of a layer's
-#: 67 MB), so a step's peak memory holds no whole layer of transformed kernels.
-KERNEL_BLOCK = 256
+#: Output channels whose kernels are transformed at a time in training and per-call inference (16 x 512 x 1024 fp32:
+#: 34 MB of a layer's 67 MB), so a step's peak memory holds no whole layer of transformed kernels. 512 rather than 256
+#: halves the products (and their writes into the output) per layer: an fp32 step at 512x256 1.05x faster on Zen 5; a
+#: whole layer was 1.03x faster again but raised the step's peak by 150-200 MB (docs/benchmarks.md).
+KERNEL_BLOCK = 512
 
 
 def _kernel_blocks(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor]]:
