@@ -163,6 +163,7 @@ def test_the_weight_gradients_transform_is_the_adjoint_of_the_kernel_transform_i
 def test_bf16_training_keeps_the_forward_kernels_for_backward_and_fp32_transforms_them_again(kernel_block,
                                                                                               monkeypatch):
     monkeypatch.setattr(winograd, "KERNEL_BLOCK", kernel_block)
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK_16BIT", kernel_block)
     calls = []
     transform = winograd.transform_kernels
     monkeypatch.setattr(winograd, "transform_kernels", lambda weight: calls.append(weight.dtype) or transform(weight))
@@ -186,6 +187,28 @@ def test_bf16_training_keeps_the_forward_kernels_for_backward_and_fp32_transform
     assert calls == [torch.bfloat16] * (2 * blocks)
     for a, b in zip(kept, again, strict=True):
         assert torch.equal(a, b)  # keeping them changes no value
+
+
+def test_16_bit_training_transforms_kernels_in_blocks_of_its_own_size(monkeypatch):
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK", 8)  # fp32: 4 blocks of a 32-wide layer
+    monkeypatch.setattr(winograd, "KERNEL_BLOCK_16BIT", 32)  # bf16: the whole layer at once
+    shapes = []
+    transform = winograd.transform_kernels
+    monkeypatch.setattr(winograd, "transform_kernels",
+                        lambda weight: shapes.append(weight.shape[0]) or transform(weight))
+    torch.manual_seed(8)
+    x = torch.randn(1, 16, 9, 11, requires_grad=True)
+    weight = (torch.randn(32, 16, 3, 3) / 12).requires_grad_(True)
+    results = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        shapes.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = WinogradConv3x3.apply(x, weight, None)
+        grads = torch.autograd.grad(out.float().square().sum(), (x, weight))
+        results[dtype] = (out.float(), *grads)
+        assert shapes == ([32] if dtype == torch.bfloat16 else [8] * 8)  # fp32: forward and again in backward
+    for a, b in zip(results[torch.bfloat16], results[torch.float32], strict=True):
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05 * b.abs().max().item())
 
 
 def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(demo_root, tmp_path, monkeypatch):

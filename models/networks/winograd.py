@@ -35,10 +35,14 @@ def tile_matrix(rows: tuple[tuple[float, ...], ...], dtype: torch.dtype) -> torc
 
 
 def transform_kernels(weight: torch.Tensor) -> torch.Tensor:
-    """[K, C, 3, 3] kernels -> [16, K, C] in the transform domain (G g G^T), in the weight's dtype."""
+    """[K, C, 3, 3] kernels -> [16, K, C] in the transform domain (G g G^T), in the weight's dtype; fp32 by oneDNN
+    where its products are (``fp32_products_by_onednn``: 3.0 against 3.5 ms per 512 x 1024 block on Zen 4)."""
     out_channels, in_channels = weight.shape[:2]
     flat = weight.reshape(out_channels * in_channels, 9)
-    return torch.matmul(tile_matrix(KERNEL_T, weight.dtype), flat.t()).view(16, out_channels, in_channels)
+    kernel_t = tile_matrix(KERNEL_T, weight.dtype)
+    if weight.dtype == torch.float32 and weight.device.type == "cpu" and fp32_products_by_onednn():
+        return _onednn_mm(kernel_t, flat.t()).view(16, out_channels, in_channels)
+    return torch.matmul(kernel_t, flat.t()).view(16, out_channels, in_channels)
 
 
 def transform_kernel_gradients(block: torch.Tensor, channels: int) -> torch.Tensor:
@@ -110,10 +114,70 @@ def _padded_nhwc(x: torch.Tensor, dtype: torch.dtype,
 
 
 def _tiles(nhwc: torch.Tensor) -> torch.Tensor:
-    """[B, 2 th + 2, 2 tw + 2, C] -> its overlapping 4x4 tiles in the transform domain, [16, B x th x tw, C]."""
-    windows = nhwc.unfold(1, 4, 2).unfold(2, 4, 2)  # [B, th, tw, C, 4 (row), 4 (col)]
-    windows = windows.permute(4, 5, 0, 1, 2, 3).reshape(16, -1)
-    return torch.matmul(tile_matrix(INPUT_T, nhwc.dtype), windows).view(16, -1, nhwc.shape[-1])
+    """[B, 2 th + 2, 2 tw + 2, C] -> its overlapping 4x4 tiles in the transform domain, [16, B x th x tw, C]:
+    B^T d B as four subtractions along the rows and four along the columns, on strided views of the map. The
+    [16, 16] product of the tiles' permuted copy took 1.4-2x as long in bf16 and 1.6-4x in fp32 (oneDNN's and the
+    default BLAS's products are slow at an inner size of 16); one more rounding in 16-bit dtypes."""
+    batch, height, width, channels = nhwc.shape
+    tiles_h, tiles_w = (height - 2) // 2, (width - 2) // 2
+    by_rows = nhwc.new_empty(4, batch, tiles_h, width, channels)  # B^T along the rows of each tile
+    _input_transform([nhwc[:, i:i + 2 * tiles_h:2] for i in range(4)], by_rows)
+    out = nhwc.new_empty(4, 4, batch, tiles_h, tiles_w, channels)  # then along its columns
+    _input_transform([by_rows[:, :, :, j:j + 2 * tiles_w:2] for j in range(4)], out.transpose(0, 1))
+    return out.view(16, -1, channels)
+
+
+def _input_transform(d: list[torch.Tensor], out: torch.Tensor) -> None:
+    """``out[a] = sum_i B^T[a, i] d[i]`` for the four rows of ``INPUT_T``: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    torch.sub(d[0], d[2], out=out[0])
+    torch.add(d[1], d[2], out=out[1])
+    torch.sub(d[2], d[1], out=out[2])
+    torch.sub(d[1], d[3], out=out[3])
+
+
+def _add_input_transform_adjoint(grad: torch.Tensor, out: torch.Tensor, accumulate: bool = False) -> None:
+    """The adjoint of ``_input_transform`` along one axis, overlaps summed: ``grad`` [4 (a), ..., n, C] are the
+    gradients of the transformed values at n tiles, ``out`` [..., 2 n + 2, C] those of the map they were cut from,
+    tile x covering positions 2x .. 2x + 3: ``out[2x + i] += sum_a B^T[a, i] grad[a][x]``, that is +g0 at 2x,
+    g1 - g2 + g3 at 2x + 1, g1 + g2 - g0 at 2x + 2 and -g3 at 2x + 3. ``out`` is overwritten unless ``accumulate``."""
+    n = grad.shape[-2]
+    even, odd = out[..., 0::2, :], out[..., 1::2, :]  # n + 1 positions each
+    first_even, first_odd = even[..., :n, :], odd[..., :n, :]
+    if accumulate:
+        first_even += grad[0]
+        first_odd += grad[1]
+    else:
+        even[..., n, :].zero_()
+        odd[..., n, :].zero_()
+        first_even.copy_(grad[0])
+        first_odd.copy_(grad[1])
+    first_odd -= grad[2]
+    first_odd += grad[3]
+    odd[..., 1:, :] -= grad[3]
+    later_even = even[..., 1:, :]
+    later_even += grad[1]
+    later_even += grad[2]
+    later_even -= grad[0]
+
+
+def _folds_elementwise(dtype: torch.dtype) -> bool:
+    """Whether the tiles' gradients go back to the map by ``_tile_gradients_to_map`` (fp32 and wider: 1.5x faster
+    than the product and ``_add_folded`` on VGG19's maps, as fast on the res blocks') rather than by the [16, 16]
+    product and four strided adds (16-bit dtypes: in-place ops into bf16 maps took 1.4-4x as long)."""
+    return dtype.itemsize >= 4
+
+
+def _tile_gradients_to_map(grad_tiles: torch.Tensor, out: torch.Tensor, accumulate: bool = False) -> None:
+    """The adjoint of ``_tiles``: the gradients of the transformed tiles [16, B x th x tw, C] into the map's
+    ``out`` [B, 2 th + 2, 2 tw + 2, C] (added to it if ``accumulate``), through a buffer of the column step in
+    fp32 or wider (exact sums from 16-bit gradients, and 2x faster than in-place bf16 ops)."""
+    batch, height, width, channels = out.shape
+    tiles_h, tiles_w = (height - 2) // 2, (width - 2) // 2
+    grad = grad_tiles.view(4, 4, batch, tiles_h, tiles_w, channels)
+    by_rows = grad_tiles.new_empty(4, batch, tiles_h, width, channels,
+                                   dtype=torch.promote_types(grad_tiles.dtype, torch.float32))
+    _add_input_transform_adjoint(grad.transpose(0, 1), by_rows)  # along the columns, for each row a
+    _add_input_transform_adjoint(by_rows.transpose(2, 3), out.transpose(1, 2), accumulate)  # along the rows
 
 
 def _input_tiles(x: torch.Tensor, dtype: torch.dtype,
@@ -157,20 +221,31 @@ def winograd_conv3x3(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor 
         return _output_tiles(products, x.shape[0], sizes, bias)
 
 
-#: Output channels whose kernels are transformed at a time in training and per-call inference (16 x 512 x 1024 fp32:
-#: 34 MB of a layer's 67 MB), so a step's peak memory holds no whole layer of transformed kernels. 512 rather than 256
-#: halves the products (and their writes into the output) per layer: an fp32 step at 512x256 1.05x faster on Zen 5; a
-#: whole layer was 1.03x faster again but raised the step's peak by 150-200 MB (docs/benchmarks.md).
+#: Output channels whose kernels are transformed at a time in fp32 training and per-call inference (16 x 512 x 1024
+#: fp32: 34 MB of a layer's 67 MB), so a step's peak memory holds no whole layer of transformed kernels. 512 rather
+#: than 256 halves the products (and their writes into the output) per layer: an fp32 step at 512x256 1.05x faster on
+#: Zen 5; a whole layer was 1.03x faster again but raised the step's peak by 150-200 MB (docs/benchmarks.md).
 KERNEL_BLOCK = 512
+
+#: The same in 16-bit dtypes, where training keeps every block of a layer from forward for backward anyway
+#: (``_keeps_kernels``): pix2pixHD's 1024-wide res blocks in one block, half the products and kernel transforms of
+#: blocks of 512 (a bf16 step at 512x256 1.035x faster on Zen 4, docs/benchmarks.md).
+KERNEL_BLOCK_16BIT = 1024
+
+
+def _block_size(dtype: torch.dtype) -> int:
+    """Output channels per block of kernels in ``dtype`` (``KERNEL_BLOCK``, ``KERNEL_BLOCK_16BIT``)."""
+    return KERNEL_BLOCK_16BIT if dtype.itemsize <= 2 else KERNEL_BLOCK
 
 
 def _kernel_blocks(weight: torch.Tensor, dtype: torch.dtype) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first output channel, ``transform_kernels`` of the block) for blocks of ``KERNEL_BLOCK`` output channels of
-    ``weight``, in ``dtype``. The weight is cast first, as autocast's convolution casts it, and transformed in
-    ``dtype`` (products summed in fp32, one rounding): a bf16 block costs half the memory traffic of an fp32
-    transform followed by a cast, the largest cost of a bf16 layer after its products."""
-    for start in range(0, weight.shape[0], KERNEL_BLOCK):
-        yield start, transform_kernels(weight[start:start + KERNEL_BLOCK].to(dtype))
+    """(first output channel, ``transform_kernels`` of the block) for blocks of ``_block_size(dtype)`` output
+    channels of ``weight``, in ``dtype``. The weight is cast first, as autocast's convolution casts it, and
+    transformed in ``dtype`` (products summed in fp32, one rounding): a bf16 block costs half the memory traffic of
+    an fp32 transform followed by a cast, the largest cost of a bf16 layer after its products."""
+    size = _block_size(dtype)
+    for start in range(0, weight.shape[0], size):
+        yield start, transform_kernels(weight[start:start + size].to(dtype))
 
 
 def _keeps_kernels(dtype: torch.dtype) -> bool:
@@ -256,18 +331,20 @@ class WinogradConv3x3(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_tiles = None  # [16, P, C], summed over the blocks of output channels
-            starts = range(0, weight.shape[0], KERNEL_BLOCK)
+            size = _block_size(dtype)
+            starts = range(0, weight.shape[0], size)
             for start, kernels in zip(starts, kept, strict=True) if kept else _kernel_blocks(weight, dtype):
-                part = batched_products(by_channel[:, start:start + KERNEL_BLOCK].transpose(1, 2), kernels)
+                part = batched_products(by_channel[:, start:start + size].transpose(1, 2), kernels)
                 grad_tiles = part if grad_tiles is None else grad_tiles.add_(part)
-            grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, 0).to(ctx.dtypes[0])
+            grad_x = _input_gradient(grad_tiles, ctx.sizes, ctx.input_shape, 0, ctx.dtypes[0]).to(ctx.dtypes[0])
         if ctx.needs_input_grad[1]:
             # In the compute dtype throughout, as autocast's convolution gives a bf16 weight gradient (products
             # summed in fp32, rounded once per matrix product), then written in the weight's dtype.
             grad_weight = torch.empty_like(weight, dtype=ctx.dtypes[1])
-            for start in range(0, weight.shape[0], KERNEL_BLOCK):
-                block = batched_products(by_channel[:, start:start + KERNEL_BLOCK], tiles)  # [16, k, C]
-                grad_weight[start:start + KERNEL_BLOCK] = transform_kernel_gradients(block, channels)
+            size = _block_size(dtype)
+            for start in range(0, weight.shape[0], size):
+                block = batched_products(by_channel[:, start:start + size], tiles)  # [16, k, C]
+                grad_weight[start:start + size] = transform_kernel_gradients(block, channels)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum((0, 2, 3), dtype=torch.promote_types(ctx.dtypes[1], torch.float32))
         return grad_x, grad_weight, grad_bias
@@ -311,11 +388,15 @@ def _channel_product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, in
 
 
 def _input_gradient(grad_tiles: torch.Tensor, sizes: tuple[int, int, int, int], input_shape: torch.Size,
-                    padding: int) -> torch.Tensor:
-    """The gradients of the transformed input tiles [16, P, C] as the input's gradient [B, C, H, W] (channels-last
-    memory; the adjoint of ``_input_tiles``: tiles folded back, the padding cut off)."""
+                    padding: int, dtype: torch.dtype) -> torch.Tensor:
+    """The gradients of the transformed input tiles [16, P, C] as the input's gradient [B, C, H, W] in ``dtype``
+    (channels-last memory; the adjoint of ``_input_tiles``: tiles folded back, the padding cut off)."""
     _, _, tiles_h, tiles_w = sizes
-    batch, _, height, width = input_shape
+    batch, channels, height, width = input_shape
+    if _folds_elementwise(grad_tiles.dtype):
+        folded = grad_tiles.new_empty(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels, dtype=dtype)
+        _tile_gradients_to_map(grad_tiles, folded)
+        return folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
     windows = torch.matmul(tile_matrix(INPUT_T, grad_tiles.dtype).t(), grad_tiles.view(16, -1))  # [16, P * C]
     folded = _fold_tiles(windows, batch, tiles_h, tiles_w)
     return folded[:, :, padding:padding + height, padding:padding + width]
@@ -367,9 +448,13 @@ class FrozenWinogradConv3x3(torch.autograd.Function):
         sizes, padding = ctx.sizes, ctx.padding
         kernels = kernels.to(dtype)
         grad = _padded_gradient(grad_out, sizes, dtype)  # [B, 2 th, 2 tw, K]
+        elementwise = _folds_elementwise(dtype)
         folded = grad.new_zeros(batch, 2 * sizes[2] + 2, 2 * sizes[3] + 2, channels)
         for first, end in _bands(sizes, batch, max(kernels.shape[1:]), dtype):
             grad_tiles = batched_products(_gradient_products(grad[:, 2 * first:2 * end]), kernels)  # [16, P band, C]
+            if elementwise:
+                _tile_gradients_to_map(grad_tiles, folded[:, 2 * first:2 * end + 2], accumulate=True)
+                continue
             windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))
             _add_folded(folded[:, 2 * first:2 * end + 2], windows, end - first, sizes[3])
         grad_x = folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
