@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.train_step import VGG_FILE, available_configs  # noqa: E402
+from bench.train_step import available_configs, warmed_trainer  # noqa: E402
 
 #: aten ops that are a convolution's forward / backward on the CPU.
 CONV_FORWARD = ("aten::convolution",)
@@ -64,21 +64,10 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from synth.allocator import tune_malloc
-    from synth.trainer import Trainer
 
     malloc = tune_malloc()
-    width, height = common.parse_size(args.size)
     with common.temp_dir("synth-profile-") as work:
-        work = Path(work)
-        common.save_random_vgg19(work / VGG_FILE)
-        root = common.make_dataset(work / "data", width, height, n=2)
-        opt = common.train_options(root, work / "runs", ["--vgg_weights", str(work / VGG_FILE),
-                                                         *available_configs()[args.config]])
-        trainer = Trainer(opt)
-        batch = next(iter(trainer.loader))
-        trainer.model.train()
-        for _ in range(args.warmup):
-            trainer.train_step(batch)
+        trainer, batch = warmed_trainer(Path(work), args.size, args.config, args.warmup)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes > 0) as prof:
             for _ in range(args.steps):
                 trainer.train_step(batch)

@@ -70,6 +70,24 @@ def available_configs() -> dict[str, list[str]]:
     return configs
 
 
+def warmed_trainer(work: Path, size: str, config: str, warmup: int):
+    """A trainer of the reference config ``config`` on fresh random data of ``size`` under ``work``, in train mode,
+    with one batch loaded, after ``warmup`` steps: (trainer, batch), for the scripts that look inside a step."""
+    from synth.trainer import Trainer
+
+    width, height = common.parse_size(size)
+    common.save_random_vgg19(work / VGG_FILE)
+    root = common.make_dataset(work / "data", width, height, n=2)
+    opt = common.train_options(root, work / "runs", ["--vgg_weights", str(work / VGG_FILE),
+                                                     *available_configs()[config]])
+    trainer = Trainer(opt)
+    batch = next(iter(trainer.loader))
+    trainer.model.train()
+    for _ in range(warmup):
+        trainer.train_step(batch)
+    return trainer, batch
+
+
 def iterations(size: tuple[int, int], args: argparse.Namespace) -> tuple[int, int]:
     warmup, iters = DEFAULT_ITERS.get(size, (1, 4))
     return (args.warmup if args.warmup >= 0 else warmup), (args.iters or iters)
