@@ -161,23 +161,28 @@ def _add_input_transform_adjoint(grad: torch.Tensor, out: torch.Tensor, accumula
 
 
 def _folds_elementwise(dtype: torch.dtype) -> bool:
-    """Whether the tiles' gradients go back to the map by ``_tile_gradients_to_map`` (fp32 and wider: 1.5x faster
-    than the product and ``_add_folded`` on VGG19's maps, as fast on the res blocks') rather than by the [16, 16]
-    product and four strided adds (16-bit dtypes: in-place ops into bf16 maps took 1.4-4x as long)."""
+    """Whether ``_add_tile_gradients`` takes the tiles' gradients back to the map element-wise (fp32 and wider:
+    1.5x faster than the product and ``_add_folded`` on VGG19's maps, as fast on the res blocks') rather than by the
+    [16, 16] product and four strided adds (16-bit dtypes: in-place ops into bf16 maps took 1.4-4x as long)."""
     return dtype.itemsize >= 4
 
 
-def _tile_gradients_to_map(grad_tiles: torch.Tensor, out: torch.Tensor, accumulate: bool = False) -> None:
-    """The adjoint of ``_tiles``: the gradients of the transformed tiles [16, B x th x tw, C] into the map's
-    ``out`` [B, 2 th + 2, 2 tw + 2, C] (added to it if ``accumulate``), through a buffer of the column step in
-    fp32 or wider (exact sums from 16-bit gradients, and 2x faster than in-place bf16 ops)."""
+def _add_tile_gradients(grad_tiles: torch.Tensor, out: torch.Tensor) -> None:
+    """The adjoint of ``_tiles``: add the gradients of the transformed tiles [16, B x th x tw, C] into the map's
+    ``out`` [B, 2 th + 2, 2 tw + 2, C] (overlaps summed). In fp32 and wider (``_folds_elementwise``) by the input
+    transform's adjoint along the columns into a buffer in fp32 or wider, then along the rows into ``out``; in
+    16-bit dtypes by the [16, 16] product and ``_add_folded``."""
     batch, height, width, channels = out.shape
     tiles_h, tiles_w = (height - 2) // 2, (width - 2) // 2
+    if not _folds_elementwise(grad_tiles.dtype):
+        windows = torch.matmul(tile_matrix(INPUT_T, grad_tiles.dtype).t(), grad_tiles.view(16, -1))  # [16, P * C]
+        _add_folded(out, windows, tiles_h, tiles_w)
+        return
     grad = grad_tiles.view(4, 4, batch, tiles_h, tiles_w, channels)
     by_rows = grad_tiles.new_empty(4, batch, tiles_h, width, channels,
                                    dtype=torch.promote_types(grad_tiles.dtype, torch.float32))
     _add_input_transform_adjoint(grad.transpose(0, 1), by_rows)  # along the columns, for each row a
-    _add_input_transform_adjoint(by_rows.transpose(2, 3), out.transpose(1, 2), accumulate)  # along the rows
+    _add_input_transform_adjoint(by_rows.transpose(2, 3), out.transpose(1, 2), accumulate=True)  # along the rows
 
 
 def _input_tiles(x: torch.Tensor, dtype: torch.dtype,
@@ -253,14 +258,6 @@ def _keeps_kernels(dtype: torch.dtype) -> bool:
     the weight in bf16, 32 MB for a 1024-wide layer, 0.6 GB for pix2pixHD's 18, which leaves a step's peak under
     the reference's); in fp32 (1.2 GB) they are transformed again."""
     return dtype.itemsize <= 2
-
-
-def _fold_tiles(windows: torch.Tensor, batch: int, tiles_h: int, tiles_w: int) -> torch.Tensor:
-    """[16 (4x4), P * C] gradients of the overlapping 4x4 input tiles -> [B, C, 2 th + 2, 2 tw + 2] (channels-last
-    memory), overlaps summed (``_add_folded``)."""
-    out = windows.new_zeros(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, windows.shape[1] // (batch * tiles_h * tiles_w))
-    _add_folded(out, windows, tiles_h, tiles_w)
-    return out.permute(0, 3, 1, 2)
 
 
 def _add_folded(out: torch.Tensor, windows: torch.Tensor, tiles_h: int, tiles_w: int) -> None:
@@ -389,17 +386,16 @@ def _channel_product_gradients(grad_out: torch.Tensor, sizes: tuple[int, int, in
 
 def _input_gradient(grad_tiles: torch.Tensor, sizes: tuple[int, int, int, int], input_shape: torch.Size,
                     padding: int, dtype: torch.dtype) -> torch.Tensor:
-    """The gradients of the transformed input tiles [16, P, C] as the input's gradient [B, C, H, W] in ``dtype``
-    (channels-last memory; the adjoint of ``_input_tiles``: tiles folded back, the padding cut off)."""
+    """The gradients of the transformed input tiles [16, P, C] as the input's gradient [B, C, H, W] (channels-last
+    memory; the adjoint of ``_input_tiles``: tiles folded back, the padding cut off), in ``dtype`` where the fold is
+    element-wise, in the tiles' dtype otherwise."""
     _, _, tiles_h, tiles_w = sizes
     batch, channels, height, width = input_shape
-    if _folds_elementwise(grad_tiles.dtype):
-        folded = grad_tiles.new_empty(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels, dtype=dtype)
-        _tile_gradients_to_map(grad_tiles, folded)
-        return folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
-    windows = torch.matmul(tile_matrix(INPUT_T, grad_tiles.dtype).t(), grad_tiles.view(16, -1))  # [16, P * C]
-    folded = _fold_tiles(windows, batch, tiles_h, tiles_w)
-    return folded[:, :, padding:padding + height, padding:padding + width]
+    # the fold in ``dtype`` where it is element-wise (exact sums), in the tiles' dtype otherwise (as before)
+    folded = grad_tiles.new_zeros(batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels,
+                                  dtype=dtype if _folds_elementwise(grad_tiles.dtype) else grad_tiles.dtype)
+    _add_tile_gradients(grad_tiles, folded)
+    return folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
 
 
 #: A frozen layer's tiles exist a band of tile rows at a time, at most about this many bytes of them per band:
@@ -448,15 +444,10 @@ class FrozenWinogradConv3x3(torch.autograd.Function):
         sizes, padding = ctx.sizes, ctx.padding
         kernels = kernels.to(dtype)
         grad = _padded_gradient(grad_out, sizes, dtype)  # [B, 2 th, 2 tw, K]
-        elementwise = _folds_elementwise(dtype)
         folded = grad.new_zeros(batch, 2 * sizes[2] + 2, 2 * sizes[3] + 2, channels)
         for first, end in _bands(sizes, batch, max(kernels.shape[1:]), dtype):
             grad_tiles = batched_products(_gradient_products(grad[:, 2 * first:2 * end]), kernels)  # [16, P band, C]
-            if elementwise:
-                _tile_gradients_to_map(grad_tiles, folded[:, 2 * first:2 * end + 2], accumulate=True)
-                continue
-            windows = torch.matmul(tile_matrix(INPUT_T, dtype).t(), grad_tiles.view(16, -1))
-            _add_folded(folded[:, 2 * first:2 * end + 2], windows, end - first, sizes[3])
+            _add_tile_gradients(grad_tiles, folded[:, 2 * first:2 * end + 2])
         grad_x = folded.permute(0, 3, 1, 2)[:, :, padding:padding + height, padding:padding + width]
         return grad_x.to(x_dtype), None, None, None
 
