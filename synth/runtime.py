@@ -113,25 +113,32 @@ def _frozen_vggs(model: LayoutModel) -> list[VGG19Features]:
     return [net for net in model.modules() if isinstance(net, VGG19Features)]
 
 
+def _trained_conv3x3s(model: LayoutModel) -> list[Conv3x3]:
+    """The model's ``Conv3x3`` layers outside its frozen VGG19s: the res blocks'."""
+    in_vgg = {id(layer) for net in _frozen_vggs(model) for layer in net.modules()}
+    return [layer for layer in model.modules() if isinstance(layer, Conv3x3) and id(layer) not in in_vgg]
+
+
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
     auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU with AMX, where
-    the direct bf16 convolutions are faster (fp32 there is unmeasured: direct too); under auto their bf16 calls on
+    the direct bf16 convolutions are faster (fp32 there: the same), with their weight gradients as one matrix
+    product (``Conv3x3.use_split_backward``: the 512x256 step 1.0x faster on AMX); under auto their bf16 calls on
     smaller maps run as one matrix product (``matmul_conv3x3``: no weight reorders). The frozen VGG19 of the
     perceptual loss runs its wide convolutions by Winograd too, kernels transformed once, in fp32 and bf16 (its loss
     and input gradient 1.15-1.17x faster at 512x256 on Zen 4 with native bf16; fp16 is CUDA-only: direct)."""
     if conv_algorithm(opt) != "winograd":
         return
     if opt.conv_algorithm == "auto" and cpu_has_amx():
+        split = sum(layer.use_split_backward() for layer in _trained_conv3x3s(model))
         if opt.verbose:
-            print("--conv_algorithm auto: AMX present, training the res-block convolutions directly")
+            print(f"--conv_algorithm auto: AMX present, training the {split} res-block convolutions directly "
+                  "(weight gradients as one matrix product)")
         return
     min_pixels = AUTO_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
-    vggs = _frozen_vggs(model)
-    in_vgg = {id(layer) for net in vggs for layer in net.modules()}
     switched = sum(layer.use_winograd(per_call=True, min_pixels=min_pixels, small_maps_by_matmul=bool(min_pixels))
-                   for layer in model.modules() if isinstance(layer, Conv3x3) and id(layer) not in in_vgg)
-    frozen = sum(net.use_winograd(min_pixels) for net in vggs) if opt.amp != "fp16" else 0
+                   for layer in _trained_conv3x3s(model))
+    frozen = sum(net.use_winograd(min_pixels) for net in _frozen_vggs(model)) if opt.amp != "fp16" else 0
     if opt.verbose:
         print(f"--conv_algorithm winograd: training {switched} res-block convolutions by Winograd"
               + (f", and {frozen} of VGG19's (kernels transformed once)" if frozen else ""))

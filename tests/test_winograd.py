@@ -23,6 +23,7 @@ from synth.models.networks.winograd import (
     FrozenWinogradConv3x3,
     WinogradConv3x3,
     matmul_conv3x3,
+    split_backward_conv3x3,
     transform_kernel_gradients,
     transform_kernels,
     winograd_conv3x3,
@@ -215,8 +216,14 @@ def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(dem
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
     bf16 = tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]
-    auto = [m for m in Trainer(parse_train_options(bf16)).model.modules() if isinstance(m, Conv3x3)]
-    assert auto and not any(m.per_call for m in auto)
+    auto = Trainer(parse_train_options(bf16))
+    layers = [m for m in auto.model.modules() if isinstance(m, Conv3x3)]
+    assert layers and not any(m.per_call for m in layers) and all(m.split_backward for m in layers)
+    direct = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "direct", "--name", "direct"]))
+    assert not any(m.split_backward for m in direct.model.modules() if isinstance(m, Conv3x3))
+    fp32 = [tiny_flags(demo_root, tmp_path / "f", name=name) for name in ("direct", "auto")]
+    _assert_same_steps(Trainer(parse_train_options(fp32[0] + ["--conv_algorithm", "direct"])),
+                       Trainer(parse_train_options(fp32[1])))
     asked = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "winograd", "--name", "asked"]))
     layers = [m for m in asked.model.modules() if isinstance(m, Conv3x3)]
     assert layers and all(m.per_call and m.min_pixels == 0 for m in layers)
@@ -295,6 +302,59 @@ def test_the_matrix_product_convolution_under_bf16_autocast_is_as_close_as_the_d
     for got, baseline, want in zip((ours, *grads), (direct, *direct_grads), (exact, *exact_grads), strict=True):
         error, direct_error = ((v.double() - want).abs().max() for v in (got, baseline))
         assert error <= 2 * direct_error + 1e-6 * want.abs().max()
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_split_backward_convolution_gives_the_values_and_gradients_of_a_direct_one(padding, with_bias, batch):
+    torch.manual_seed(13)
+    x = torch.randn(batch, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 5, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True) if with_bias else None
+    ours, reference = split_backward_conv3x3(x, weight, bias, padding), F.conv2d(x, weight, bias, padding=padding)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    inputs = (x, weight, bias) if with_bias else (x, weight)
+    grad_out = torch.randn_like(reference).contiguous(memory_format=torch.channels_last)  # any layout comes back
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad_out), torch.autograd.grad(reference, inputs, grad_out),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    weight_only = torch.autograd.grad(split_backward_conv3x3(x.detach(), weight, bias, padding), weight, grad_out)
+    reference_only = torch.autograd.grad(F.conv2d(x.detach(), weight, bias, padding=padding), weight, grad_out)
+    torch.testing.assert_close(weight_only[0], reference_only[0], rtol=0, atol=1e-11)
+
+
+def test_the_split_backward_convolution_under_bf16_autocast_is_as_close_as_the_direct_one():
+    torch.manual_seed(14)
+    x = torch.randn(1, 64, 10, 18, requires_grad=True)
+    weight = (torch.randn(64, 64, 3, 3) / 24).requires_grad_(True)
+    bias = torch.randn(64, requires_grad=True)
+    exact = F.conv2d(x.double(), weight.double(), bias.double())
+    exact_grads = torch.autograd.grad(exact.sum(), (x, weight, bias))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, direct = split_backward_conv3x3(x, weight, bias), F.conv2d(x, weight, bias)
+    assert ours.dtype == direct.dtype == torch.bfloat16
+    grads = torch.autograd.grad(ours.float().sum(), (x, weight, bias))
+    direct_grads = torch.autograd.grad(direct.float().sum(), (x, weight, bias))
+    assert [g.dtype for g in grads] == [torch.float32] * 3  # back to the fp32 leaves through the casts
+    for got, baseline, want in zip((ours, *grads), (direct, *direct_grads), (exact, *exact_grads), strict=True):
+        error, direct_error = ((v.double() - want).abs().max() for v in (got, baseline))
+        assert error <= 2 * direct_error + 1e-6 * want.abs().max()
+
+
+def test_a_split_backward_layer_runs_it_only_where_its_weight_trains(monkeypatch):
+    calls = []
+    monkeypatch.setattr(winograd.SplitBackwardConv3x3, "apply", lambda *args: calls.append(args[0].shape) or
+                        F.conv2d(args[0], args[1], args[2], padding=args[3]))
+    narrow, layer = Conv3x3(8, 8), Conv3x3(512, 512)
+    assert not narrow.use_split_backward() and layer.use_split_backward() and layer.split_backward
+    x = torch.randn(1, 512, 6, 6)
+    layer(x).sum().backward()
+    with torch.no_grad():
+        layer(x)
+    layer.requires_grad_(False)
+    layer(x.requires_grad_(True)).sum().backward()
+    assert calls == [(1, 512, 6, 6)]
 
 
 def test_auto_trains_small_maps_as_one_matrix_product_in_bf16_and_directly_in_fp32(monkeypatch):

@@ -474,6 +474,54 @@ def matmul_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return out.view(-1, batch, out_h, out_w).transpose(0, 1)
 
 
+def _columns(x: torch.Tensor, padding: int = 0) -> torch.Tensor:
+    """``x``'s 3x3 columns as [9 C, B P] (``F.unfold``'s order, the batch folded into the pixels) by one copy of
+    strided views: 10x faster than ``F.unfold`` on a 1024-wide map at 16x32 (0.37 against 3.9 ms in bf16)."""
+    if padding:
+        x = F.pad(x, (padding,) * 4)
+    windows = x.unfold(2, 3, 1).unfold(3, 3, 1)  # [B, C, H', W', 3, 3]
+    return windows.permute(1, 4, 5, 0, 2, 3).reshape(9 * x.shape[1], -1)
+
+
+class SplitBackwardConv3x3(torch.autograd.Function):
+    """``F.conv2d`` 3x3, stride 1, whose backward asks oneDNN for the input gradient alone and computes the weight
+    gradient as one matrix product of the output gradient with the input's columns: oneDNN's weight gradient of
+    the 1024-wide res blocks is slow (on an AMX Xeon, the whole backward at 16x32 1.6x faster in bf16, 1.2x in fp32;
+    docs/benchmarks.md). Same saved tensors as the direct convolution; the columns exist only in backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        padding = ctx.padding
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(grad_out, x, weight, None, [1, 1], [padding, padding],
+                                                         [1, 1], False, [0, 0], 1, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            flat = grad_out.transpose(0, 1).reshape(weight.shape[0], -1)  # [K, B P]: a view for B = 1
+            grad_weight = torch.mm(flat, _columns(x, padding).t()).view_as(weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None
+
+
+def split_backward_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                           padding: int = 0) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` (3x3, stride 1) trained by ``SplitBackwardConv3x3``, in the
+    CPU autocast dtype when autocast is on (cast here, as autocast would, so the weight gradient comes back to the
+    fp32 weight through the cast)."""
+    dtype = _compute_dtype(x)
+    return SplitBackwardConv3x3.apply(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype),
+                                      padding)
+
+
 #: Under ``--conv_algorithm auto`` training and fp32 inference run by Winograd only on calls with at least this
 #: many output pixels (batch x height x width; 16x32 is pix2pixHD's res blocks at 512x256): a bf16 step there took
 #: 3.12 s against 3.67 direct, at 256x128 (8x16) 1.23 against 1.15; an fp32 step 7.65 against 8.99; fp32 inference
@@ -507,6 +555,7 @@ class Conv3x3(nn.Conv2d):
         self.per_call = False
         self.min_pixels = 0
         self.small_maps_by_matmul = False
+        self.split_backward = False
         self.register_load_state_dict_post_hook(_retransform_kernels)
 
     def use_winograd(self, per_call: bool = False, min_pixels: int = 0, min_channels: int | None = None,
@@ -531,8 +580,20 @@ class Conv3x3(nn.Conv2d):
             self.kernels = transform_kernels(self.weight)  # exact coefficients; one rounding in bf16 too
         return True
 
+    def use_split_backward(self, min_channels: int | None = None) -> bool:
+        """Train directly, with the weight gradient as one matrix product (``SplitBackwardConv3x3``), if the layer is
+        at least ``min_channels`` wide (default ``MIN_CHANNELS``). Returns whether it will."""
+        if min(self.in_channels, self.out_channels) < (MIN_CHANNELS if min_channels is None else min_channels):
+            return False
+        self.split_backward = True
+        return True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or (self.kernels is None and not self.per_call):
+        if x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+            return super().forward(x)
+        if self.split_backward and torch.is_grad_enabled() and self.weight.requires_grad:
+            return split_backward_conv3x3(x, self.weight, self.bias, self.padding[0])
+        if self.kernels is None and not self.per_call:
             return super().forward(x)
         padding = self.padding[0]
         if x.shape[0] * (x.shape[2] + 2 * padding - 2) * (x.shape[3] + 2 * padding - 2) < self.min_pixels:
