@@ -69,6 +69,43 @@ def test_batched_fp32_products_by_either_library_give_torch_matmuls_values_for_a
     assert out[:, :, :2].abs().max() == 0 and out[:, :, 9:].abs().max() == 0
 
 
+@pytest.mark.parametrize(("capability", "intel", "expected"), [
+    ("AVX512", False, True), ("AVX512", True, False), ("AVX2", False, False)])
+def test_fp32_products_run_on_onednn_only_on_avx512_cpus_that_are_not_intels(capability, intel, expected,
+                                                                              monkeypatch):
+    monkeypatch.setattr(winograd, "_onednn_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(winograd, "_intel_cpu", lambda: intel)
+    winograd.fp32_products_by_onednn.cache_clear()
+    try:
+        assert winograd.fp32_products_by_onednn() is expected
+    finally:
+        winograd.fp32_products_by_onednn.cache_clear()
+
+
+def test_the_cpu_vendor_is_read_from_proc_cpuinfo(tmp_path, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+    for vendor, expected in (("GenuineIntel", True), ("AuthenticAMD", False)):
+        info = tmp_path / vendor
+        info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: 6\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, _info=info, **k:
+                            real_open(_info if path == "/proc/cpuinfo" else path, *a, **k))
+        assert winograd._intel_cpu() is expected
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc")))
+    assert winograd._intel_cpu() is False
+
+
+def test_fp32_training_keeps_the_input_for_backward_and_16_bit_training_its_tiles():
+    x = torch.randn(1, 16, 10, 12, requires_grad=True)
+    weight = (torch.randn(8, 16, 3, 3) / 12).requires_grad_()
+    assert WinogradConv3x3.apply(x, weight, None).grad_fn.saved_tensors[0].shape == x.shape  # 1/4 of its tiles
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        saved = WinogradConv3x3.apply(x, weight, None).grad_fn.saved_tensors[0]
+    assert saved.shape == (16, 4 * 5, 16) and saved.dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("onednn", ONEDNN_CHOICES)
 def test_fp32_training_winograd_on_either_library_stays_within_fp32_rounding_of_a_direct_convolution(onednn,
                                                                                                    monkeypatch):
@@ -212,7 +249,8 @@ def test_16_bit_training_transforms_kernels_in_blocks_of_its_own_size(monkeypatc
         torch.testing.assert_close(a, b, rtol=0.05, atol=0.05 * b.abs().max().item())
 
 
-def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(demo_root, tmp_path, monkeypatch):
+def test_auto_on_a_cpu_with_amx_trains_bf16_directly_and_fp32_by_winograd_on_large_maps_only(
+        demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
     bf16 = tiny_flags(demo_root, tmp_path / "o") + ["--amp", "bf16"]
@@ -222,8 +260,11 @@ def test_auto_trains_directly_on_a_cpu_with_amx_unless_winograd_is_asked_for(dem
     direct = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "direct", "--name", "direct"]))
     assert not any(m.split_backward for m in direct.model.modules() if isinstance(m, Conv3x3))
     fp32 = [tiny_flags(demo_root, tmp_path / "f", name=name) for name in ("direct", "auto")]
-    _assert_same_steps(Trainer(parse_train_options(fp32[0] + ["--conv_algorithm", "direct"])),
-                       Trainer(parse_train_options(fp32[1])))
+    ours = Trainer(parse_train_options(fp32[1]))
+    layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
+    assert layers and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS and m.split_backward
+                          for m in layers)  # the tiny maps are small: the split backward runs, as it does at 256x128
+    _assert_same_steps(Trainer(parse_train_options(fp32[0] + ["--conv_algorithm", "direct"])), ours)
     asked = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "winograd", "--name", "asked"]))
     layers = [m for m in asked.model.modules() if isinstance(m, Conv3x3)]
     assert layers and all(m.per_call and m.min_pixels == 0 for m in layers)

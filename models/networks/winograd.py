@@ -62,12 +62,22 @@ def _onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def _intel_cpu() -> bool:
+    """Whether the CPU is an Intel one (``vendor_id`` in /proc/cpuinfo; False where that cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in info)
+    except OSError:
+        return False
+
+
 @functools.cache
 def fp32_products_by_onednn() -> bool:
     """Whether this CPU's fp32 matrix products run on oneDNN (``_linear_pointwise``) rather than the default BLAS:
-    where torch runs AVX-512 kernels. On Zen 5 MKL takes its AVX2 path, 150-175 GFLOP/s against oneDNN's 290-400 at
-    the res blocks' shapes (docs/benchmarks.md); on an AVX2-only EPYC MKL was 13-26 % faster."""
-    return _onednn_available() and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    where torch runs AVX-512 kernels on a CPU that is not Intel's. On Zen 5 MKL takes its AVX2 path, 150-175 GFLOP/s
+    against oneDNN's 290-400 at the res blocks' shapes; on an AVX2-only EPYC MKL was 13-26 % faster, and on an AMX
+    Xeon, where MKL runs AVX-512, 1.14-1.5x faster (the fp32 Winograd step 1.07x; docs/benchmarks.md)."""
+    return _onednn_available() and torch.backends.cpu.get_cpu_capability() == "AVX512" and not _intel_cpu()
 
 
 def _onednn_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -260,6 +270,13 @@ def _keeps_kernels(dtype: torch.dtype) -> bool:
     return dtype.itemsize <= 2
 
 
+def _retakes_tiles(dtype: torch.dtype) -> bool:
+    """Whether training saves a layer's input rather than its tiles, 4x the size, and takes them again in backward:
+    in fp32, where the element-wise tiles cost ~1 ms a res block against 6 MB less kept each (108 MB of a 512x256
+    step's peak); 16-bit dtypes keep their tiles (unmeasured there)."""
+    return dtype == torch.float32
+
+
 def _add_folded(out: torch.Tensor, windows: torch.Tensor, tiles_h: int, tiles_w: int) -> None:
     """Add the [16 (4x4), P * C] gradients of overlapping 4x4 tiles into ``out`` [B, 2 th + 2, 2 tw + 2, C] (rows
     of a contiguous NHWC map): each 4x4 tile is 2x2 blocks of 2x2 pixels, block (a, b) of tile (y, x) on block
@@ -311,8 +328,10 @@ class WinogradConv3x3(torch.autograd.Function):
             out = _output_tiles(products, x.shape[0], sizes, bias)
         # In fp32 the kernels are transformed again in backward rather than kept (16/9 of each layer's weight per
         # step would add 1.2 GB to a pix2pixHD step's peak; one more transform costs ~9 ms per layer), and block by
-        # block of output channels, so no whole layer's transformed kernels exist at once.
-        ctx.save_for_backward(tiles, weight, *(kernels for _, kernels in blocks or ()))
+        # block of output channels, so no whole layer's transformed kernels exist at once. The input tiles are
+        # taken again in backward too (``_retakes_tiles``): they are 4x the input.
+        ctx.save_for_backward(x if _retakes_tiles(dtype) else tiles, weight,
+                              *(kernels for _, kernels in blocks or ()))
         ctx.sizes, ctx.input_shape = sizes, x.shape
         ctx.dtypes = (x.dtype, weight.dtype)
         ctx.has_bias = bias is not None
@@ -322,6 +341,8 @@ class WinogradConv3x3(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         tiles, weight, *kept = ctx.saved_tensors
         channels = ctx.input_shape[1]
+        if tiles.dim() == 4:  # the input, saved in place of its tiles
+            tiles = _input_tiles(tiles, torch.float32)[0]
         dtype = tiles.dtype
         # by output channel, [16, K, P]: the weight gradient's operand as it is, the input gradient's transposed
         by_channel = _channel_product_gradients(grad_out, ctx.sizes, dtype)
@@ -591,16 +612,10 @@ class Conv3x3(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or torch.onnx.is_in_onnx_export():
             return super().forward(x)
-        if self.split_backward and torch.is_grad_enabled() and self.weight.requires_grad:
-            return split_backward_conv3x3(x, self.weight, self.bias, self.padding[0])
-        if self.kernels is None and not self.per_call:
-            return super().forward(x)
         padding = self.padding[0]
-        if x.shape[0] * (x.shape[2] + 2 * padding - 2) * (x.shape[3] + 2 * padding - 2) < self.min_pixels:
-            if (self.small_maps_by_matmul and torch.is_grad_enabled() and self.weight.requires_grad
-                    and _compute_dtype(x).itemsize <= 2):
-                return matmul_conv3x3(x, self.weight, self.bias, padding)
-            return super().forward(x)
+        if ((self.kernels is None and not self.per_call)
+                or x.shape[0] * (x.shape[2] + 2 * padding - 2) * (x.shape[3] + 2 * padding - 2) < self.min_pixels):
+            return self._direct(x, padding)
         if self.kernels is not None:
             if not torch.is_grad_enabled():
                 return winograd_conv3x3(x, self.kernels, self.bias, padding)
@@ -612,3 +627,13 @@ class Conv3x3(nn.Conv2d):
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return WinogradConv3x3.apply(F.pad(x, (padding,) * 4) if padding else x, self.weight, self.bias)
         return winograd_conv3x3_per_call(x, self.weight, self.bias, padding)
+
+    def _direct(self, x: torch.Tensor, padding: int) -> torch.Tensor:
+        """A call not run by Winograd: where the weight trains, as one matrix product (``small_maps_by_matmul``, in
+        16-bit dtypes) or with the split backward (``split_backward``); otherwise ``nn.Conv2d``'s."""
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            if self.small_maps_by_matmul and _compute_dtype(x).itemsize <= 2:
+                return matmul_conv3x3(x, self.weight, self.bias, padding)
+            if self.split_backward:
+                return split_backward_conv3x3(x, self.weight, self.bias, padding)
+        return super().forward(x)
