@@ -54,7 +54,7 @@ def conv_algorithm(opt: argparse.Namespace) -> str:
     (``AUTO_MIN_PIXELS``: pix2pixHD at 512x256 and up) where a direct convolution is bound by the CPU's
     arithmetic, and for bf16 inference on all (docs/benchmarks.md: bf16 inference 1.3-1.5x with native bf16; a
     training step at 512x256 1.17x in bf16 on Zen 4, 1.14-1.20x in fp32 on Zen 3; fp32 inference
-    ``cast_for_inference``). bf16 training runs directly on a CPU with AMX: ``use_training_algorithm``."""
+    ``cast_for_inference``). Training runs directly on a CPU with AMX: ``use_training_algorithm``."""
     if opt.conv_algorithm != "auto":
         return opt.conv_algorithm
     cpu = torch.device(opt.device).type == "cpu"
@@ -121,18 +121,17 @@ def _trained_conv3x3s(model: LayoutModel) -> list[Conv3x3]:
 
 def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     """Under ``--conv_algorithm winograd``, train the wide res-block convolutions by differentiable Winograd; under
-    auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not in bf16 on a CPU with AMX,
-    where the direct convolutions are faster. On AMX the calls that run directly take their weight gradients as one
-    matrix product (``Conv3x3.use_split_backward``: bf16 steps 1.09-1.10x, fp32 at 256x128 1.08x; fp32 on large
-    maps by Winograd 1.05-1.08x, VGG19 direct there: 1.01x for 84 MB of kept kernels); under auto their bf16 calls on
+    auto (on the CPU) only on maps of ``AUTO_MIN_PIXELS`` or more, where it pays, and not on a CPU with AMX, where
+    the direct bf16 convolutions are faster and their weight gradients are taken as one matrix product
+    (``Conv3x3.use_split_backward``: bf16 steps 1.09-1.10x, fp32 1.00-1.08x; fp32 by Winograd there was 1.04-1.05x
+    faster at 512x256 but held ~165 MB more at the step's peak, the reference's level); under auto their bf16 calls on
     smaller maps run as one matrix product (``matmul_conv3x3``: no weight reorders). The frozen VGG19 of the
     perceptual loss runs its wide convolutions by Winograd too, kernels transformed once, in fp32 and bf16 (its loss
     and input gradient 1.15-1.17x faster at 512x256 on Zen 4 with native bf16; fp16 is CUDA-only: direct)."""
     if conv_algorithm(opt) != "winograd":
         return
-    amx = opt.conv_algorithm == "auto" and cpu_has_amx()
-    split = sum(layer.use_split_backward() for layer in _trained_conv3x3s(model)) if amx else 0
-    if amx and opt.amp in AMP_DTYPES:
+    if opt.conv_algorithm == "auto" and cpu_has_amx():
+        split = sum(layer.use_split_backward() for layer in _trained_conv3x3s(model))
         if opt.verbose:
             print(f"--conv_algorithm auto: AMX present, training the {split} res-block convolutions directly "
                   "(weight gradients as one matrix product)")
@@ -140,11 +139,10 @@ def use_training_algorithm(model: LayoutModel, opt: argparse.Namespace) -> None:
     min_pixels = AUTO_MIN_PIXELS if opt.conv_algorithm == "auto" else 0
     switched = sum(layer.use_winograd(per_call=True, min_pixels=min_pixels, small_maps_by_matmul=bool(min_pixels))
                    for layer in _trained_conv3x3s(model))
-    frozen = sum(net.use_winograd(min_pixels) for net in _frozen_vggs(model)) if opt.amp != "fp16" and not amx else 0
+    frozen = sum(net.use_winograd(min_pixels) for net in _frozen_vggs(model)) if opt.amp != "fp16" else 0
     if opt.verbose:
         print(f"--conv_algorithm winograd: training {switched} res-block convolutions by Winograd"
-              + (f", and {frozen} of VGG19's (kernels transformed once)" if frozen else "")
-              + (f"; on smaller maps {split} directly (weight gradients as one matrix product)" if split else ""))
+              + (f", and {frozen} of VGG19's (kernels transformed once)" if frozen else ""))
 
 
 def cast_frozen_networks(model: LayoutModel, opt: argparse.Namespace) -> int:

@@ -249,7 +249,7 @@ def test_16_bit_training_transforms_kernels_in_blocks_of_its_own_size(monkeypatc
         torch.testing.assert_close(a, b, rtol=0.05, atol=0.05 * b.abs().max().item())
 
 
-def test_auto_on_a_cpu_with_amx_trains_bf16_directly_and_fp32_by_winograd_on_large_maps_only(
+def test_auto_trains_directly_on_a_cpu_with_amx_with_split_backwards_unless_winograd_is_asked_for(
         demo_root, tmp_path, monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(runtime, "cpu_has_amx", lambda: True)
@@ -262,8 +262,7 @@ def test_auto_on_a_cpu_with_amx_trains_bf16_directly_and_fp32_by_winograd_on_lar
     fp32 = [tiny_flags(demo_root, tmp_path / "f", name=name) for name in ("direct", "auto")]
     ours = Trainer(parse_train_options(fp32[1]))
     layers = [m for m in ours.model.modules() if isinstance(m, Conv3x3)]
-    assert layers and all(m.per_call and m.min_pixels == winograd.AUTO_MIN_PIXELS and m.split_backward
-                          for m in layers)  # the tiny maps are small: the split backward runs, as it does at 256x128
+    assert layers and not any(m.per_call for m in layers) and all(m.split_backward for m in layers)  # fp32 too
     _assert_same_steps(Trainer(parse_train_options(fp32[0] + ["--conv_algorithm", "direct"])), ours)
     asked = Trainer(parse_train_options(bf16 + ["--conv_algorithm", "winograd", "--name", "asked"]))
     layers = [m for m in asked.model.modules() if isinstance(m, Conv3x3)]

@@ -9,8 +9,9 @@ itself, so this is for CPU runs only. For inference the kernels are transformed 
 (``winograd_conv3x3``), or, where keeping them would cost too much memory (fp32), again at every call
 (``winograd_conv3x3_per_call``); for training (``WinogradConv3x3``) they are transformed at every call and
 backward runs the exact adjoints (docs/benchmarks.md says where each pays). fp32 products run on oneDNN where the
-CPU has AVX-512 (``fp32_products_by_onednn``), and for prepared inference on every CPU; the others on
-``torch.matmul``.
+CPU has AVX-512 and is not Intel's (``fp32_products_by_onednn``), and for prepared inference on every CPU; the
+others on ``torch.matmul``. Layers that train directly can take their weight gradient as one matrix product
+(``SplitBackwardConv3x3``: on AMX, where oneDNN's is slow).
 """
 
 from __future__ import annotations
