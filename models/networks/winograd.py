@@ -580,6 +580,11 @@ class Conv3x3(nn.Conv2d):
         self.split_backward = False
         self.register_load_state_dict_post_hook(_retransform_kernels)
 
+    def _wide_enough(self, min_channels: int | None) -> bool:
+        """Whether both channel counts are at least ``min_channels`` (default ``MIN_CHANNELS``), where the faster
+        algorithms pay."""
+        return min(self.in_channels, self.out_channels) >= (MIN_CHANNELS if min_channels is None else min_channels)
+
     def use_winograd(self, per_call: bool = False, min_pixels: int = 0, min_channels: int | None = None,
                      small_maps_by_matmul: bool = False) -> bool:
         """Run by Winograd from now on, if the layer is wide enough for it to pay (``min_channels``) and on calls
@@ -591,7 +596,7 @@ class Conv3x3(nn.Conv2d):
         anything otherwise: fp32 inference). ``small_maps_by_matmul``: training calls under ``min_pixels`` run as one
         matrix product (``matmul_conv3x3``) instead of directly when they compute in a 16-bit dtype (in fp32 the whole
         step was 6 % slower: the default BLAS's fp32 product). Returns whether it will."""
-        if min(self.in_channels, self.out_channels) < (MIN_CHANNELS if min_channels is None else min_channels):
+        if not self._wide_enough(min_channels):
             return False
         self.min_pixels = min_pixels
         self.small_maps_by_matmul = small_maps_by_matmul
@@ -605,7 +610,7 @@ class Conv3x3(nn.Conv2d):
     def use_split_backward(self, min_channels: int | None = None) -> bool:
         """Train directly, with the weight gradient as one matrix product (``SplitBackwardConv3x3``), if the layer is
         at least ``min_channels`` wide (default ``MIN_CHANNELS``). Returns whether it will."""
-        if min(self.in_channels, self.out_channels) < (MIN_CHANNELS if min_channels is None else min_channels):
+        if not self._wide_enough(min_channels):
             return False
         self.split_backward = True
         return True
